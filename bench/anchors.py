@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Anchor rows for the alloy benchmark: reference optimizers timed the same way as alloy_bench.
+
+    python3 bench/anchors.py --workloads flat,llama1b --dtypes fp32,bf16 \
+        --impls torch_fused,torch_foreach --steps 25 --out anchors.json
+
+Timing, identical for every implementation (and for alloy_bench):
+  per step: refill every grad with fresh N(0,1) data (not timed), torch.cuda.synchronize(),
+  record event, step(), record event, synchronize, elapsed_time.
+  The first step (state allocation included) is reported alone as ms_first; the next
+  --warmup - 1 steps are untimed; then --steps timed steps give ms_median / ms_min / ms_max.
+
+To add an anchor: write make_<name>(params, hp) -> Anchor and register it in ANCHORS.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+HP = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+STATE_NAMES = {torch.float32: "Fp32", torch.bfloat16: "Bf16", torch.float16: "Fp16"}
+
+
+def adamw_bytes_per_param(param_bytes: float, grad_bytes: float, state_bytes_per_moment: float) -> float:
+    """Minimal AdamW traffic per parameter: read p, g, m, v; write p, m, v.
+
+    fp32 p/g/moments: 28; bf16 p/g + bf16 moments: 14; bf16 p/g + fp32 moments: 22.
+    """
+    return 2 * param_bytes + grad_bytes + 4 * state_bytes_per_moment
+
+
+class Anchor(NamedTuple):
+    optimizer: object                  # the optimizer object (kept alive for the row)
+    step_fn: Callable[[], None]        # one optimizer step; the only thing timed
+    state_bytes_fn: Callable[[], dict]  # {state key: bytes}, summed over all params; call after a step
+    composition: str                   # e.g. "AdamW/Fp32(torch)"
+    bytes_per_param: float             # minimal traffic floor, see adamw_bytes_per_param
+
+
+def torch_state_bytes(opt: torch.optim.Optimizer) -> dict:
+    """Bytes of every tensor torch keeps in opt.state (moments and 'step' tensors, any device)."""
+    out: dict[str, int] = {}
+    for st in opt.state.values():
+        for key, t in st.items():
+            if torch.is_tensor(t):
+                out[key] = out.get(key, 0) + t.numel() * t.element_size()
+    return out
+
+
+def _make_torch_adamw(params: list[torch.Tensor], hp: dict, **flags) -> Anchor:
+    opt = torch.optim.AdamW(params, **hp, **flags)
+    # torch allocates moments with zeros_like(param): moment dtype == param dtype.
+    pdt = params[0].dtype
+    esz = params[0].element_size()
+    return Anchor(
+        optimizer=opt,
+        step_fn=opt.step,
+        state_bytes_fn=lambda: torch_state_bytes(opt),
+        composition=f"AdamW/{STATE_NAMES.get(pdt, str(pdt))}(torch)",
+        bytes_per_param=adamw_bytes_per_param(esz, esz, esz),
+    )
+
+
+def make_torch_fused(params, hp):
+    return _make_torch_adamw(params, hp, fused=True)
+
+
+def make_torch_foreach(params, hp):
+    return _make_torch_adamw(params, hp, foreach=True)
+
+
+# Registry: impl name -> factory(params, hp) -> Anchor.
+ANCHORS: dict[str, Callable[[list[torch.Tensor], dict], Anchor]] = {
+    "torch_fused": make_torch_fused,
+    "torch_foreach": make_torch_foreach,
+}
+
+
+def load_workloads(path: Path) -> dict[str, dict]:
+    data = json.loads(path.read_text())
+    for name, w in data.items():
+        if len(w["names"]) != len(w["shapes"]):
+            raise ValueError(f"{path}: workload {name}: names and shapes differ in length")
+    return data
+
+
+def measure_copy_gbs(gib: float = 4.0, reps: int = 20) -> float:
+    """Device-to-device copy bandwidth, bytes read + written, median of `reps` (GB/s, 1e9)."""
+    n = int(gib * (1 << 30))
+    src = torch.empty(n, dtype=torch.uint8, device="cuda").fill_(1)
+    dst = torch.empty_like(src)
+    for _ in range(2):
+        dst.copy_(src)
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        a.record()
+        dst.copy_(src)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * n / (statistics.median(times) / 1e3) / 1e9
+
+
+def time_steps(step_fn, grads: list[torch.Tensor], n: int) -> list[float]:
+    """Time n single steps (ms); grads are refilled with fresh random data before each, untimed."""
+    out = []
+    for _ in range(n):
+        for g in grads:
+            g.normal_()
+        torch.cuda.synchronize()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        step_fn()
+        b.record()
+        torch.cuda.synchronize()
+        out.append(a.elapsed_time(b))
+    return out
+
+
+def run_row(impl: str, workload: str, shapes: list, dtype: str, steps: int, warmup: int,
+            copy_gbs: float) -> dict:
+    dt = DTYPES[dtype]
+    params = []
+    for s in shapes:
+        p = torch.randn(s, dtype=dt, device="cuda").requires_grad_(True)
+        p.grad = torch.randn_like(p)
+        params.append(p)
+    grads = [p.grad for p in params]
+    nparams = sum(p.numel() for p in params)
+
+    anchor = ANCHORS[impl](params, dict(HP))
+    torch.cuda.reset_peak_memory_stats()
+    first = time_steps(anchor.step_fn, grads, 1)[0]
+    state = anchor.state_bytes_fn()
+    time_steps(anchor.step_fn, grads, max(0, warmup - 1))
+    ts = time_steps(anchor.step_fn, grads, steps)
+    med = statistics.median(ts)
+    bpp = anchor.bytes_per_param
+    return {
+        "impl": impl,
+        "composition": anchor.composition,
+        "workload": workload,
+        "dtype": dtype,
+        "params": nparams,
+        "tensors": len(params),
+        "steps": steps,
+        "ms_median": med,
+        "ms_min": min(ts),
+        "ms_max": max(ts),
+        "ms_first": first,
+        "bytes_per_param": bpp,
+        "fraction_of_copy": bpp * nparams / (med / 1e3) / (copy_gbs * 1e9),
+        "state_bytes_per_param": sum(state.values()) / nparams,
+        "state_bytes_by_key": state,
+        "peak_mem_gib": torch.cuda.max_memory_allocated() / (1 << 30),
+    }
+
+
+def csv_list(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", default="flat,llama1b", help="comma list of workload names")
+    ap.add_argument("--workloads-file", default=str(HERE / "workloads.json"))
+    ap.add_argument("--dtypes", default="fp32,bf16", help=f"comma list of {','.join(DTYPES)}")
+    ap.add_argument("--impls", default="torch_fused,torch_foreach", help=f"comma list of {','.join(ANCHORS)}")
+    ap.add_argument("--steps", type=int, default=25, help="timed steps per row (>= 20 for reported numbers)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps; the first is reported as ms_first")
+    ap.add_argument("--copy-gib", type=float, default=4.0, help="size of the copy-bandwidth buffer")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="anchors.json")
+    args = ap.parse_args()
+
+    if not torch.cuda.is_available():
+        print("anchors: CUDA is not available", file=sys.stderr)
+        return 2
+    workloads = load_workloads(Path(args.workloads_file))
+    names, dtypes, impls = csv_list(args.workloads), csv_list(args.dtypes), csv_list(args.impls)
+    for kind, given, known in (("workload", names, workloads), ("dtype", dtypes, DTYPES), ("impl", impls, ANCHORS)):
+        bad = [x for x in given if x not in known]
+        if bad:
+            ap.error(f"unknown {kind}(s) {bad}; known: {list(known)}")
+    warmup = max(1, args.warmup)
+    torch.manual_seed(args.seed)
+
+    copy_gbs = measure_copy_gbs(args.copy_gib)
+    print(f"[anchors] {torch.cuda.get_device_name()}: copy {copy_gbs:.1f} GB/s (torch copy_, "
+          f"{args.copy_gib:g} GiB, read+write)", file=sys.stderr)
+    doc = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "copy_gbs_torch": copy_gbs,
+        "steps": args.steps,
+        "warmup": warmup,
+        "rows": [],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    for w in names:
+        shapes = workloads[w]["shapes"]
+        for dtype in dtypes:
+            for impl in impls:
+                try:
+                    row = run_row(impl, w, shapes, dtype, args.steps, warmup, copy_gbs)
+                    msg = (f"median {row['ms_median']:.3f} ms (min {row['ms_min']:.3f}, max {row['ms_max']:.3f}, "
+                           f"first {row['ms_first']:.3f}), {row['state_bytes_per_param']:.3f} state B/param, "
+                           f"{row['fraction_of_copy']:.3f} of copy")
+                except Exception as e:  # OOM or anything else: record it and go on
+                    row = {"impl": impl, "workload": w, "dtype": dtype,
+                           "params": sum(math.prod(s) for s in shapes), "tensors": len(shapes),
+                           "error": f"{type(e).__name__}: {e}".strip()[:500]}
+                    msg = f"ERROR {row['error'][:200]}"
+                # run_row's tensors are gone with its frame; release the cached blocks too.
+                gc.collect()
+                torch.cuda.empty_cache()
+                doc["rows"].append(row)
+                print(f"[anchors] {impl:14s} {w:8s} {dtype}: {msg}", file=sys.stderr, flush=True)
+                out.write_text(json.dumps(doc, indent=2) + "\n")  # partial results survive a crash
+
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+// What each axis of a composition must provide, and the rules for combining them. A broken
+// rule stops compilation with a static_assert that says what to change.
+#pragma once
+
+#include <concepts>
+#include <string>
+
+#include "core/macros.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+
+/// An update rule (rule/): hyperparameters, per-tensor scalars, and element math.
+template <class R>
+concept UpdateRule = requires(const typename R::Hyper& h, typename R::Scalars s, float p,
+                              float (&m)[R::kMoments]) {
+  { R::kMoments } -> std::convertible_to<int>;
+  { R::kHasSecondMoment } -> std::convertible_to<bool>;
+  R::validate(h, std::string());
+  { R::moments_used(h) } -> std::convertible_to<int>;
+  { R::scalars(h, 1u) } -> std::same_as<typename R::Scalars>;
+  R::update(s, p, 0.f, m);
+};
+
+/// A state format (state/).
+template <class S>
+concept StateFormat = requires { { S::kElementwise } -> std::convertible_to<bool>; typename S::Stored; };
+
+/// A moment-sharing policy (share/).
+template <class S>
+concept SharePolicy = requires { { S::kIsSharePolicy } -> std::convertible_to<bool>; { S::kSharesSecondMoment } -> std::convertible_to<bool>; };
+
+/// A gradient source (grad/).
+template <class G>
+concept GradPolicy = requires { { G::kIsGradPolicy } -> std::convertible_to<bool>; { G::kReadsGradient } -> std::convertible_to<bool>; };
+
+namespace detail {
+/// The composition rules. Instantiated by Optimizer; each message says what to change.
+template <class Rule, class State, class Share, class Grad>
+struct CheckComposition {
+  static_assert(UpdateRule<Rule>,
+                "alloy: the 1st argument of Optimizer must be an update rule, e.g. "
+                "alloy::rule::AdamW or alloy::rule::Sgd");
+  static_assert(StateFormat<State>,
+                "alloy: the 2nd argument of Optimizer must be a state format, e.g. "
+                "alloy::state::Fp32 or alloy::state::Bf16<>");
+  static_assert(SharePolicy<Share>,
+                "alloy: the 3rd argument of Optimizer must be a moment-sharing policy, e.g. "
+                "alloy::share::PerParameter");
+  static_assert(GradPolicy<Grad>,
+                "alloy: the 4th argument of Optimizer must be a gradient source, e.g. "
+                "alloy::grad::Backprop");
+  // Later checks read members that exist only if the axis checks above passed.
+  static constexpr bool kSharingOk = [] {
+    if constexpr (UpdateRule<Rule> && SharePolicy<Share>)
+      return !Share::kSharesSecondMoment || Rule::kHasSecondMoment;
+    else
+      return true;
+  }();
+  static constexpr bool kElementwiseOk = [] {
+    if constexpr (StateFormat<State>) return bool(State::kElementwise);
+    else return true;
+  }();
+  static constexpr bool kGradientOk = [] {
+    if constexpr (GradPolicy<Grad>) return bool(Grad::kReadsGradient);
+    else return true;
+  }();
+  static_assert(kSharingOk,
+                "alloy: this sharing policy shares the second moment, but the rule keeps none "
+                "(Sgd); use share::PerParameter, or a rule with a second moment such as "
+                "rule::AdamW");
+  static_assert(kElementwiseOk,
+                "alloy: block-quantized state formats need the block-aware tile of [int8]; "
+                "this executor handles elementwise formats (state::Fp32, state::Bf16)");
+  static_assert(kGradientOk,
+                "alloy: zeroth-order gradient sources need the SPSA passes of [spsa]; this "
+                "executor steps from a gradient buffer (grad::Backprop)");
+  static constexpr bool value = true;
+};
+}  // namespace detail
+
+ALLOY_NAMESPACE_END

@@ -1,0 +1,46 @@
+// Correctly rounded fp32 operations that the compiler may not contract into FMA.
+//
+// The element math of every rule is written with these, so the CUDA executor (where nvcc
+// contracts a*b+c into FMA by default and --use_fast_math approximates / and sqrt) and the host
+// executor (where g++ in ISO mode never contracts) round every operation the same way. Together
+// with integer-only conversions this makes host and CUDA results bitwise equal for the fp32 and
+// bf16 formats (docs/numerics.md), a stronger promise than DESIGN's bound.
+#pragma once
+
+#include <cmath>
+
+#include "macros.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+namespace fp {
+
+#if ALLOY_ON_DEVICE
+ALLOY_HD float add(float a, float b) { return __fadd_rn(a, b); }
+ALLOY_HD float sub(float a, float b) { return __fsub_rn(a, b); }
+ALLOY_HD float mul(float a, float b) { return __fmul_rn(a, b); }
+ALLOY_HD float div(float a, float b) { return __fdiv_rn(a, b); }
+ALLOY_HD float sqrt(float a) { return __fsqrt_rn(a); }
+#else
+// Host builds must not contract (g++ -std=c++20 does not; -ffp-contract=off for gnu++ modes or
+// clang). The tests build with -ffp-contract=off and check host == CUDA bitwise.
+ALLOY_HD float add(float a, float b) { return a + b; }
+ALLOY_HD float sub(float a, float b) { return a - b; }
+ALLOY_HD float mul(float a, float b) { return a * b; }
+ALLOY_HD float div(float a, float b) { return a / b; }
+ALLOY_HD float sqrt(float a) { return std::sqrt(a); }
+#endif
+
+/// beta^t for an integer t >= 0 by binary exponentiation in double: the same sequence of
+/// correctly rounded double multiplies on host and device, so bias corrections agree bitwise.
+ALLOY_HD double powi(double beta, unsigned t) {
+  double result = 1.0, base = beta;
+  while (t) {
+    if (t & 1u) result *= base;
+    base *= base;
+    t >>= 1;
+  }
+  return result;
+}
+
+}  // namespace fp
+ALLOY_NAMESPACE_END

@@ -1,0 +1,27 @@
+// Options of an optimizer instance that are not hyperparameters of a group.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "allocator.hpp"
+#include "dtype.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+
+struct Options {
+  /// Seed of every random stream (stochastic rounding now; SPSA directions later).
+  std::uint64_t seed = 0;
+  /// How bf16 parameters are stored after an update. Stochastic rounding keeps updates smaller
+  /// than half a bf16 ulp alive on average; fp32 parameters ignore it; fp16 supports nearest only.
+  Rounding param_rounding = Rounding::nearest;
+  /// Owner of optimizer state and metadata; null selects the executor's default
+  /// (aligned operator new on the host, cudaMalloc on CUDA).
+  std::shared_ptr<Allocator> allocator;
+  /// Host executor: worker threads (0: std::thread::hardware_concurrency()).
+  unsigned host_threads = 0;
+  /// CUDA executor: thread blocks per launch (0: one full wave, from the tuning table).
+  unsigned cuda_blocks = 0;
+};
+
+ALLOY_NAMESPACE_END

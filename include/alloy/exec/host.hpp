@@ -1,0 +1,112 @@
+// The host executor: the same tiles and element math as the CUDA executor, on CPU threads.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "../core/allocator.hpp"
+#include "../core/options.hpp"
+#include "dispatch.hpp"
+#include "plan.hpp"
+#include "thread_pool.hpp"
+#include "tile.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+namespace exec {
+
+/// Steps tensors in host memory. A real backend (CPU training, the demo without a GPU): one
+/// persistent thread pool, work split evenly by elements, tiles of 8 elements that the compiler
+/// vectorizes. Results are bitwise independent of the thread count.
+struct Host {
+  static constexpr Device::Kind kKind = Device::Kind::host;
+  static constexpr const char* kName = "host";
+  static std::shared_ptr<Allocator> default_allocator() { return std::make_shared<HostAllocator>(); }
+  template <class Rule, class Format>
+  class Backend;
+};
+
+template <class Rule, class Format>
+class Host::Backend {
+  using Hyper = typename Rule::Hyper;
+  using Scalars = typename Rule::Scalars;
+  static constexpr int kTile = 8;
+
+ public:
+  Backend(const Options& o)
+      : seed_(o.seed), rounding_(o.param_rounding),
+        pool_(o.host_threads ? o.host_threads : std::max(1u, std::thread::hardware_concurrency())) {}
+
+  static void check_view(const TensorView&, const std::string&) {}
+  static void zero(void* p, std::size_t bytes) { std::memset(p, 0, bytes); }
+
+  /// New tables; step counts of tensors that existed before are kept.
+  void rebuild(const std::vector<TensorEntry>& entries, const std::vector<Hyper>& hypers) {
+    entries_ = entries;
+    hypers_ = hypers;
+    counts_.resize(entries.size(), 0);
+    scalars_.resize(entries.size());
+    plans_ = plan_all(entries_, pool_.size());
+  }
+  void set_hyper(std::size_t g, const Hyper& h) { hypers_[g] = h; }
+
+  void step(Stream) {
+    ++global_step_;
+    for (std::size_t t = 0; t < entries_.size(); ++t)
+      if (entries_[t].flags & kTensorActive)
+        scalars_[t] = Rule::scalars(hypers_[entries_[t].group], ++counts_[t]);
+    for (const GroupPlan& plan : plans_)
+      dispatch_dtypes(plan.param, plan.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
+        run<ElementStep<Rule, Format, PT, GT, PR>>(plan);
+      });
+  }
+
+  std::uint32_t step_count(std::size_t t) const { return counts_[t]; }
+  std::uint64_t global_step() const { return global_step_; }
+  void read_state(void* dst, const void* src, std::size_t bytes) const { std::memcpy(dst, src, bytes); }
+  /// Bytes of per-tensor step counts (counted as state).
+  std::size_t count_bytes() const { return counts_.size() * sizeof(std::uint32_t); }
+  std::size_t overhead_bytes() const {
+    std::size_t b = entries_.size() * sizeof(TensorEntry) + scalars_.size() * sizeof(Scalars) +
+                    hypers_.size() * sizeof(Hyper) + sizeof(global_step_);
+    for (const auto& p : plans_)
+      b += p.chunks.size() * sizeof(Chunk) + p.worker_begin.size() * sizeof(std::uint32_t);
+    return b;
+  }
+
+ private:
+  template <class E>
+  void run(const GroupPlan& plan) {
+    const unsigned workers = unsigned(plan.worker_begin.size() - 1);
+    pool_.run(workers, [&](unsigned w) {
+      for (std::uint32_t c = plan.worker_begin[w]; c < plan.worker_begin[w + 1]; ++c) {
+        const Chunk ch = plan.chunks[c];
+        const TensorEntry& t = entries_[ch.tensor];
+        const Scalars s = scalars_[ch.tensor];
+        const RandomStream rng = rounding_stream(seed_, std::uint32_t(global_step_), t.key);
+        std::uint64_t i = ch.begin;  // a multiple of kChunkAlign, hence of kTile
+        for (; i + kTile <= ch.end; i += kTile) {
+          typename E::template Tile<kTile> tile;
+          tile.template load<false, false, false>(t, i);
+          tile.template update_store<false, false>(t, i, s, rng);
+        }
+        E::scalar_range(t, i, ch.end, s, rng);
+      }
+    });
+  }
+
+  std::uint64_t seed_;
+  Rounding rounding_;
+  ThreadPool pool_;
+  std::vector<TensorEntry> entries_;
+  std::vector<Hyper> hypers_;
+  std::vector<std::uint32_t> counts_;
+  std::vector<Scalars> scalars_;
+  std::vector<GroupPlan> plans_;
+  std::uint64_t global_step_ = 0;
+};
+
+}  // namespace exec
+ALLOY_NAMESPACE_END

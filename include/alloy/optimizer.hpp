@@ -1,0 +1,384 @@
+// Optimizer<Rule, State, Share, Grad, Exec>: one composition, its registered tensors, its state.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "compose.hpp"
+#include "core/allocator.hpp"
+#include "core/error.hpp"
+#include "core/options.hpp"
+#include "core/philox.hpp"
+#include "core/tensor.hpp"
+#include "exec/dispatch.hpp"
+#include "exec/host.hpp"
+#include "exec/table.hpp"
+#include "grad/backprop.hpp"
+#include "share/per_parameter.hpp"
+#include "state/fp32.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+
+/// An optimizer composed from an update rule and three policies, run by an executor:
+///
+///     alloy::Optimizer<alloy::rule::AdamW, alloy::state::Bf16<>> opt(params, {.lr = 1e-3f});
+///     opt.step();
+///
+/// `Exec` is exec::Host (tensors in host memory; this header) or exec::Cuda (tensors on a GPU;
+/// <alloy/alloy.cuh>, which also defines alloy::cuda::Optimizer<...> with it preset).
+///
+/// Tensors are registered in groups, each with its own hyperparameters; tensors are only ever
+/// appended (freeze one instead of removing it), so a tensor's index and state are stable.
+/// Every check happens before anything changes: a call that throws alloy::Error leaves
+/// parameters, gradients and state exactly as they were.
+template <class Rule, class State = state::Fp32, class Share = share::PerParameter,
+          class Grad = grad::Backprop, class Exec = exec::Host>
+class Optimizer {
+  static_assert(detail::CheckComposition<Rule, State, Share, Grad>::value);
+
+ public:
+  using rule_type = Rule;
+  using state_type = State;
+  using share_type = Share;
+  using grad_type = Grad;
+  using executor_type = Exec;
+  using Hyper = typename Rule::Hyper;
+  using Stored = typename State::Stored;
+  static constexpr int kMoments = Rule::kMoments;
+
+  struct Group {
+    std::vector<Param> params;
+    Hyper hyper{};
+    std::string name;  // optional; names the group in errors
+  };
+
+  explicit Optimizer(Options options = {})
+      : options_(std::move(options)),
+        alloc_(options_.allocator ? options_.allocator : Exec::default_allocator()),
+        backend_(options_) {
+    if (options_.param_rounding != Rounding::nearest &&
+        options_.param_rounding != Rounding::stochastic)
+      detail::fail("Options::param_rounding has an unknown value");
+  }
+  Optimizer(std::vector<Param> params, Hyper hyper = {}, Options options = {})
+      : Optimizer(std::move(options)) {
+    add_group(Group{std::move(params), hyper, {}});
+  }
+  Optimizer(std::vector<Group> groups, Options options = {}) : Optimizer(std::move(options)) {
+    for (auto& g : groups) add_group(std::move(g));
+  }
+
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  /// Registers a group of tensors with its hyperparameters; returns the group index. The new
+  /// tensors get indices num_tensors() .. num_tensors() + params.size() - 1 and zero state.
+  std::size_t add_group(Group group) {
+    const std::size_t gi = groups_.size();
+    if (group.name.empty()) group.name = "group " + std::to_string(gi);
+    Rule::validate(group.hyper, "group '" + group.name + "'");
+    if (group.params.empty()) detail::fail("group '", group.name, "': has no tensors");
+
+    // Validate every tensor against every rule before touching anything.
+    std::vector<Record> fresh;
+    fresh.reserve(group.params.size());
+    for (std::size_t i = 0; i < group.params.size(); ++i) {
+      Param& p = group.params[i];
+      Record r;
+      r.name = p.param.name.empty() ? "#" + std::to_string(records_.size() + i) : p.param.name;
+      check_param(p.param, r.name);
+      check_grad(p.param, p.grad, r.name);
+      r.param = p.param;
+      r.grad = p.grad;
+      r.key = p.key ? *p.key : tensor_key_from_name(r.name);
+      r.group = std::uint32_t(gi);
+      r.moments = Rule::moments_used(group.hyper);
+      fresh.push_back(std::move(r));
+    }
+    check_keys_and_overlaps(fresh, records_.size());
+
+    // Allocate zeroed state (an allocation failure throws before anything is committed).
+    for (Record& r : fresh)
+      for (int k = 0; k < r.moments; ++k) {
+        r.state[k] = detail::Buffer(alloc_, r.param.numel * sizeof(Stored), Exec::kKind == Device::Kind::cuda ? r.param.device : Device::host());
+        backend_.zero(r.state[k].get(), r.state[k].bytes());
+      }
+
+    for (Record& r : fresh) records_.push_back(std::move(r));
+    groups_.push_back(GroupInfo{group.name, group.hyper});
+    rebuild();
+    return gi;
+  }
+
+  /// Rebinds tensor `t`'s gradient; a view with data == nullptr means "no gradient": the tensor
+  /// is skipped (its step count does not advance) until a gradient is bound again. Costs a table
+  /// rebuild at the next step (re-capture a CUDA graph after changing bindings).
+  void set_grad(std::size_t t, TensorView grad) {
+    check_index(t);
+    Record& r = records_[t];
+    check_grad(r.param, grad, r.name);
+    if (grad.data) check_overlap_one(grad, r.name + ".grad", t);
+    r.grad = std::move(grad);
+    dirty_ = true;
+  }
+
+  /// A frozen tensor is skipped by step() and keeps its state (torch: requires_grad=False).
+  void set_frozen(std::size_t t, bool frozen) {
+    check_index(t);
+    records_[t].frozen = frozen;
+    dirty_ = true;
+  }
+
+  /// Replaces a group's hyperparameters (validated). Takes effect at the next step; on CUDA
+  /// it is copied to the device table in stream order.
+  void set_hyper(std::size_t g, const Hyper& h) {
+    check_group(g);
+    Rule::validate(h, "group '" + groups_[g].name + "'");
+    if (Rule::moments_used(h) > Rule::moments_used(groups_[g].hyper))
+      detail::fail("group '", groups_[g].name,
+                   "': these hyperparameters need more state than the group was registered "
+                   "with (e.g. momentum turned on later); register the group with them");
+    groups_[g].hyper = h;
+    backend_.set_hyper(g, h);
+  }
+  void set_lr(std::size_t g, float lr) {
+    check_group(g);
+    Hyper h = groups_[g].hyper;
+    h.lr = lr;
+    set_hyper(g, h);
+  }
+  const Hyper& hyper(std::size_t g) const {
+    check_group(g);
+    return groups_[g].hyper;
+  }
+
+  /// One optimizer step over every active tensor. CUDA: enqueued on `stream`, no allocation,
+  /// no host synchronization (unless bindings changed since the last step).
+  void step(Stream stream = nullptr) {
+    if (dirty_) rebuild();
+    backend_.step(stream);
+  }
+
+  std::size_t num_tensors() const { return records_.size(); }
+  std::size_t num_groups() const { return groups_.size(); }
+  std::size_t group_of(std::size_t t) const {
+    check_index(t);
+    return records_[t].group;
+  }
+  const std::string& name(std::size_t t) const {
+    check_index(t);
+    return records_[t].name;
+  }
+  std::uint32_t key(std::size_t t) const {
+    check_index(t);
+    return records_[t].key;
+  }
+  const Options& options() const { return options_; }
+
+  /// Steps taken by tensor t (as torch's state['step']). CUDA: synchronizes to read it.
+  std::uint32_t step_count(std::size_t t) const {
+    check_index(t);
+    return backend_.step_count(t);
+  }
+  /// Steps taken by the optimizer (keys the random streams).
+  std::uint64_t global_step() const { return backend_.global_step(); }
+
+  /// Moment k of tensor t, decoded to fp32, copied to host memory (for tests, inspection and
+  /// checkpoints). Moments a group does not keep read as zeros. CUDA: synchronizes.
+  std::vector<float> moment(std::size_t t, int k) const {
+    check_index(t);
+    if (k < 0 || k >= kMoments)
+      detail::fail("moment index ", k, " out of range: ", Rule::kName, " has ", kMoments);
+    const Record& r = records_[t];
+    std::vector<float> out(r.param.numel, 0.f);
+    if (k >= r.moments) return out;
+    std::vector<Stored> raw(r.param.numel);
+    backend_.read_state(raw.data(), r.state[k].get(), r.state[k].bytes());
+    for (std::size_t i = 0; i < raw.size(); ++i) out[i] = State::decode(raw[i]);
+    return out;
+  }
+
+  /// Bytes of optimizer state: moments of every tensor plus per-tensor step counts.
+  std::size_t state_bytes() const {
+    std::size_t b = backend_.count_bytes();
+    for (const Record& r : records_)
+      for (int k = 0; k < r.moments; ++k) b += r.state[k].bytes();
+    return b;
+  }
+  /// Bytes of metadata: tensor and chunk tables, hyperparameters, per-tensor step scalars.
+  std::size_t overhead_bytes() const { return backend_.overhead_bytes(); }
+
+  /// The backend (exec::Cuda's exposes device pointers of hyperparameters for graph replay).
+  auto& backend() { return backend_; }
+  const auto& backend() const { return backend_; }
+
+ private:
+  struct Record {
+    std::string name;
+    TensorView param, grad;
+    std::uint32_t key = 0, group = 0;
+    int moments = 0;
+    bool frozen = false;
+    detail::Buffer state[kMoments];
+  };
+  struct GroupInfo {
+    std::string name;
+    Hyper hyper;
+  };
+
+  void check_index(std::size_t t) const {
+    if (t >= records_.size())
+      detail::fail("tensor index ", t, " out of range (", records_.size(), " registered)");
+  }
+  void check_group(std::size_t g) const {
+    if (g >= groups_.size())
+      detail::fail("group index ", g, " out of range (", groups_.size(), " groups)");
+  }
+
+  static void check_view(const TensorView& v, const std::string& what) {
+    if (!v.data) detail::fail(what, ": null data pointer");
+    if (v.numel == 0) detail::fail(what, ": has zero elements");
+    if (v.dtype != DType::f32 && v.dtype != DType::bf16 && v.dtype != DType::f16)
+      detail::fail(what, ": unknown dtype");
+    if (reinterpret_cast<std::uintptr_t>(v.data) % dtype_size(v.dtype))
+      detail::fail(what, ": pointer is not aligned to its element size (", dtype_size(v.dtype),
+                   " bytes); such storage cannot be addressed as ", dtype_name(v.dtype));
+    if (v.device.kind != Exec::kKind)
+      detail::fail(what, ": is on ", to_string(v.device), " but this optimizer uses the ",
+                   Exec::kName, " executor",
+                   Exec::kKind == Device::Kind::host
+                       ? " (use alloy::cuda::Optimizer from <alloy/alloy.cuh> for GPU tensors)"
+                       : " (use alloy::Optimizer with exec::Host for host tensors)");
+    if (!v.shape.empty()) {
+      std::uint64_t n = 1;
+      for (auto d : v.shape) {
+        if (d < 0) detail::fail(what, ": negative dimension in shape");
+        n *= std::uint64_t(d);
+      }
+      if (n != v.numel)
+        detail::fail(what, ": shape has ", n, " elements but numel is ", v.numel);
+    }
+    Exec::template Backend<Rule, State>::check_view(v, what);
+  }
+
+  void check_param(const TensorView& p, const std::string& name) const {
+    check_view(p, "tensor '" + name + "'");
+    if (p.dtype == DType::f16 && options_.param_rounding == Rounding::stochastic)
+      detail::fail("tensor '", name,
+                   "': stochastic rounding of parameters is supported for bf16 only; this "
+                   "tensor is fp16 (use Rounding::nearest or bf16 parameters)");
+  }
+
+  void check_grad(const TensorView& p, const TensorView& g, const std::string& name) const {
+    if (!g.data) return;  // absent gradient: allowed
+    check_view(g, "gradient of '" + name + "'");
+    if (g.numel != p.numel)
+      detail::fail("gradient of '", name, "': has ", g.numel, " elements, the parameter ",
+                   p.numel);
+    if (!(g.device == p.device))
+      detail::fail("gradient of '", name, "': is on ", to_string(g.device),
+                   ", the parameter on ", to_string(p.device));
+    if (!exec::dtype_pair_supported(p.dtype, g.dtype))
+      detail::fail("gradient of '", name, "': dtype ", dtype_name(g.dtype),
+                   " with a ", dtype_name(p.dtype),
+                   " parameter is not supported (supported: equal dtypes, or fp32 parameters "
+                   "with bf16/fp16 gradients)");
+  }
+
+  struct Span {
+    std::uintptr_t begin, end;
+    std::string what;
+    int device;
+  };
+  void collect_spans(std::vector<Span>& s, const std::vector<Record>& rs) const {
+    for (const Record& r : rs) {
+      auto add = [&](const TensorView& v, std::string what) {
+        if (!v.data) return;
+        const auto b = reinterpret_cast<std::uintptr_t>(v.data);
+        s.push_back(Span{b, b + v.bytes(), std::move(what), v.device.index});
+      };
+      add(r.param, "tensor '" + r.name + "'");
+      add(r.grad, "gradient of '" + r.name + "'");
+    }
+  }
+  static void check_spans(std::vector<Span>& s) {
+    std::sort(s.begin(), s.end(), [](const Span& a, const Span& b) {
+      return a.device != b.device ? a.device < b.device : a.begin < b.begin;
+    });
+    for (std::size_t i = 1; i < s.size(); ++i)
+      if (s[i].device == s[i - 1].device && s[i].begin < s[i - 1].end)
+        detail::fail(s[i].what, " overlaps ", s[i - 1].what,
+                     " in memory; every parameter and gradient must have storage of its own");
+  }
+  void check_keys_and_overlaps(const std::vector<Record>& fresh, std::size_t) const {
+    std::vector<std::pair<std::uint32_t, const std::string*>> keys;
+    for (const Record& r : records_) keys.emplace_back(r.key, &r.name);
+    for (const Record& r : fresh) keys.emplace_back(r.key, &r.name);
+    std::sort(keys.begin(), keys.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (std::size_t i = 1; i < keys.size(); ++i)
+      if (keys[i].first == keys[i - 1].first)
+        detail::fail("tensors '", *keys[i - 1].second, "' and '", *keys[i].second,
+                     "' have the same random-stream key ", keys[i].first,
+                     " (equal names, or a hash collision); give one a distinct name or an "
+                     "explicit Param::key");
+    std::vector<Span> spans;
+    collect_spans(spans, records_);
+    collect_spans(spans, fresh);
+    check_spans(spans);
+  }
+  void check_overlap_one(const TensorView& g, const std::string& what, std::size_t skip) const {
+    std::vector<Span> spans;
+    for (std::size_t i = 0; i < records_.size(); ++i) {
+      const Record& r = records_[i];
+      const auto add = [&](const TensorView& v, std::string w) {
+        if (!v.data) return;
+        const auto b = reinterpret_cast<std::uintptr_t>(v.data);
+        spans.push_back(Span{b, b + v.bytes(), std::move(w), v.device.index});
+      };
+      add(r.param, "tensor '" + r.name + "'");
+      if (i != skip) add(r.grad, "gradient of '" + r.name + "'");
+    }
+    const auto b = reinterpret_cast<std::uintptr_t>(g.data);
+    spans.push_back(Span{b, b + g.bytes(), what, g.device.index});
+    check_spans(spans);
+  }
+
+  void rebuild() {
+    std::vector<exec::TensorEntry> entries(records_.size());
+    for (std::size_t i = 0; i < records_.size(); ++i) {
+      const Record& r = records_[i];
+      exec::TensorEntry& e = entries[i];
+      e.param = r.param.data;
+      e.grad = r.grad.data;
+      for (int k = 0; k < 2; ++k) e.state[k] = k < r.moments ? r.state[k].get() : nullptr;
+      e.numel = r.param.numel;
+      e.key = r.key;
+      e.group = r.group;
+      e.flags = 0;
+      if (r.grad.data && !r.frozen) e.flags |= exec::kTensorActive;
+      if (reinterpret_cast<std::uintptr_t>(r.param.data) % 16 == 0) e.flags |= exec::kParamAligned16;
+      if (reinterpret_cast<std::uintptr_t>(r.grad.data) % 16 == 0) e.flags |= exec::kGradAligned16;
+      e.moments = std::uint8_t(r.moments);
+      e.param_dtype = std::uint8_t(r.param.dtype);
+      e.grad_dtype = std::uint8_t(r.grad.data ? r.grad.dtype : r.param.dtype);
+      e.pad_ = 0;
+    }
+    std::vector<Hyper> hypers;
+    for (const auto& g : groups_) hypers.push_back(g.hyper);
+    backend_.rebuild(entries, hypers);
+    dirty_ = false;
+  }
+
+  Options options_;
+  std::shared_ptr<Allocator> alloc_;
+  typename Exec::template Backend<Rule, State> backend_;
+  std::vector<Record> records_;
+  std::vector<GroupInfo> groups_;
+  bool dirty_ = false;
+};
+
+ALLOY_NAMESPACE_END

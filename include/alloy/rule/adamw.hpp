@@ -1,0 +1,88 @@
+// AdamW, exactly as torch.optim.AdamW defines it (amsgrad=False).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "../core/fpmath.hpp"
+#include "rule_base.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+namespace rule {
+
+/// AdamW (Loshchilov & Hutter, "Decoupled weight decay regularization", ICLR 2019), in the form
+/// of torch.optim.AdamW's documentation. For step t >= 1 of a tensor (its own step count):
+///
+///     g      <- -g if maximize
+///     p      <- p * (1 - lr * weight_decay)                  (decoupled weight decay)
+///     m      <- beta1 * m + (1 - beta1) * g
+///     v      <- beta2 * v + (1 - beta2) * g^2
+///     p      <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+///
+/// eps sits outside the square root, as in torch. Moments start at zero. amsgrad is not
+/// supported (it would be a third moment; no open issue asks for it).
+struct AdamW {
+  static constexpr const char* kName = "AdamW";
+  static constexpr int kMoments = 2;
+  static constexpr bool kHasSecondMoment = true;
+
+  struct Hyper {
+    float lr = 1e-3f;  // first member: the CUDA executor hands out its device address
+    float beta1 = 0.9f;
+    float beta2 = 0.999f;
+    float eps = 1e-8f;
+    float weight_decay = 1e-2f;
+    bool maximize = false;
+  };
+
+  static void validate(const Hyper& h, const std::string& group) {
+    detail::require_at_least(h.lr, 0.f, "lr", group);
+    detail::require_in(h.beta1, 0.f, 1.f, "beta1", group);
+    detail::require_in(h.beta2, 0.f, 1.f, "beta2", group);
+    detail::require_at_least(h.eps, 0.f, "eps", group);
+    detail::require_at_least(h.weight_decay, 0.f, "weight_decay", group);
+  }
+  /// Moments this group keeps per element (state is allocated for these only).
+  static int moments_used(const Hyper&) { return 2; }
+
+  /// Per-tensor values of one step, computed once per tensor (on the device for CUDA).
+  struct Scalars {
+    float step_size;     // lr / (1 - beta1^t)
+    float decay;         // 1 - lr * weight_decay
+    float sqrt_bc2;      // sqrt(1 - beta2^t)
+    float eps;
+    float beta1, one_minus_beta1;
+    float beta2, one_minus_beta2;
+    float grad_sign;     // -1 when maximizing
+  };
+
+  /// t >= 1. Bias corrections in double, with beta^t by binary exponentiation: the same bits
+  /// on host and device.
+  ALLOY_HD static Scalars scalars(const Hyper& h, std::uint32_t t) {
+    const double bc1 = 1.0 - fp::powi(double(h.beta1), t);
+    const double bc2 = 1.0 - fp::powi(double(h.beta2), t);
+    Scalars s;
+    s.step_size = float(double(h.lr) / bc1);
+    s.decay = fp::sub(1.f, fp::mul(h.lr, h.weight_decay));
+    s.sqrt_bc2 = float(std::sqrt(bc2));
+    s.eps = h.eps;
+    s.beta1 = h.beta1;
+    s.one_minus_beta1 = fp::sub(1.f, h.beta1);
+    s.beta2 = h.beta2;
+    s.one_minus_beta2 = fp::sub(1.f, h.beta2);
+    s.grad_sign = h.maximize ? -1.f : 1.f;
+    return s;
+  }
+
+  /// One element. m[0] is the first moment, m[1] the second.
+  ALLOY_HD static void update(const Scalars& s, float& p, float g, float (&m)[kMoments]) {
+    g = fp::mul(g, s.grad_sign);
+    m[0] = fp::add(fp::mul(s.beta1, m[0]), fp::mul(s.one_minus_beta1, g));
+    m[1] = fp::add(fp::mul(s.beta2, m[1]), fp::mul(s.one_minus_beta2, fp::mul(g, g)));
+    const float denom = fp::add(fp::div(fp::sqrt(m[1]), s.sqrt_bc2), s.eps);
+    p = fp::sub(fp::mul(p, s.decay), fp::mul(s.step_size, fp::div(m[0], denom)));
+  }
+};
+
+}  // namespace rule
+ALLOY_NAMESPACE_END
