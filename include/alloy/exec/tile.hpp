@@ -25,11 +25,13 @@ ALLOY_HD void load(const T* ALLOY_RESTRICT src, T (&dst)[N]) {
       const uint4 x = __ldcs(reinterpret_cast<const uint4*>(src) + v);
       std::memcpy(&dst[v * 16 / sizeof(T)], &x, 16);
     }
-    return;
-  }
+  } else {
 #pragma unroll
-#endif
+    for (int j = 0; j < N; ++j) dst[j] = src[j];
+  }
+#else
   for (int j = 0; j < N; ++j) dst[j] = src[j];
+#endif
 }
 
 template <bool Vector, class T, int N>
@@ -42,11 +44,13 @@ ALLOY_HD void store(T* ALLOY_RESTRICT dst, const T (&src)[N]) {
       std::memcpy(&x, &src[v * 16 / sizeof(T)], 16);
       __stcs(reinterpret_cast<uint4*>(dst) + v, x);
     }
-    return;
-  }
+  } else {
 #pragma unroll
-#endif
+    for (int j = 0; j < N; ++j) dst[j] = src[j];
+  }
+#else
   for (int j = 0; j < N; ++j) dst[j] = src[j];
+#endif
 }
 }  // namespace io
 

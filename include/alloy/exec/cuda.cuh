@@ -1,0 +1,354 @@
+// The CUDA executor: per step, one tiny prologue launch (per-tensor step counts and scalars,
+// from hyperparameters in device memory) and one persistent, vectorized launch per
+// (parameter dtype, gradient dtype) group over all its tensors. No allocation, no host
+// synchronization, nothing copied from the host: a step can be captured in a CUDA graph.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/allocator.hpp"
+#include "../core/error.hpp"
+#include "../core/options.hpp"
+#include "dispatch.hpp"
+#include "plan.hpp"
+#include "tile.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+namespace exec {
+
+namespace cuda_detail {
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) detail::fail("CUDA error in ", what, ": ", cudaGetErrorString(e));
+}
+
+/// Makes device `d` current for its lifetime.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int d) {
+    check(cudaGetDevice(&old_), "cudaGetDevice");
+    if (d != old_) check(cudaSetDevice(d), "cudaSetDevice");
+  }
+  ~DeviceGuard() {
+    int now = -1;
+    if (cudaGetDevice(&now) == cudaSuccess && now != old_) cudaSetDevice(old_);
+  }
+
+ private:
+  int old_ = 0;
+};
+}  // namespace cuda_detail
+
+#define ALLOY_CUDA_CHECK(expr) ::alloy::exec::cuda_detail::check((expr), #expr)
+
+/// cudaMalloc / cudaFree on the view's device. The default allocator of the CUDA executor.
+class CudaAllocator final : public Allocator {
+ public:
+  void* allocate(std::size_t bytes, Device where) override {
+    if (!where.is_cuda()) detail::fail("CudaAllocator cannot allocate on ", to_string(where));
+    cuda_detail::DeviceGuard guard(where.index);
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess)
+      detail::fail("cudaMalloc of ", bytes, " bytes on ", to_string(where),
+                   " failed: ", cudaGetErrorString(e));
+    return p;
+  }
+  void deallocate(void* ptr, std::size_t, Device where) noexcept override {
+    int old = 0;
+    cudaGetDevice(&old);
+    if (old != where.index) cudaSetDevice(where.index);
+    cudaFree(ptr);
+    if (old != where.index) cudaSetDevice(old);
+  }
+};
+
+/// Launch shape of the step kernel for one parameter dtype, per architecture.
+struct Tuning {
+  int threads;  // per block
+  int unroll;   // tiles in flight per thread (each tile: 16 bytes of parameters)
+};
+
+/// sm_90 (H100). Chosen on the `flat` and `llama1b` rows of bench/ (docs/benchmarks.md):
+/// 256 threads with 4 fp32 tiles (p, g, m, v: 16 independent 16-byte loads in flight per
+/// thread) and 2 bf16 tiles (8 elements each: the same 16 elements of state per thread).
+template <class PT>
+constexpr Tuning tuning_sm90() {
+  return sizeof(PT) == 4 ? Tuning{256, 4} : Tuning{256, 2};
+}
+
+template <class Scalars>
+struct StepParams {
+  const TensorEntry* entries;
+  const Chunk* chunks;
+  const std::uint32_t* worker_begin;
+  const Scalars* scalars;
+  const std::uint32_t* global_step;
+  std::uint64_t seed;
+};
+
+/// Elements [begin, end) of one tensor by one block: 16-byte tiles in the body (begin is a
+/// multiple of kChunkAlign, hence of the tile width), one element per thread in the tail.
+template <class E, int kThreads, int kUnroll, bool VP, bool VG>
+__device__ __forceinline__ void step_range(const TensorEntry& t, const typename E::Scalars& s,
+                                           const RandomStream& rng, std::uint64_t begin,
+                                           std::uint64_t end) {
+  constexpr int N = E::kVec;
+  using Tile = typename E::template Tile<N>;
+  const std::uint64_t tiles = (end - begin) / N;
+  for (std::uint64_t v0 = threadIdx.x; v0 < tiles; v0 += std::uint64_t(kThreads) * kUnroll) {
+    Tile tile[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const std::uint64_t v = v0 + std::uint64_t(u) * kThreads;
+      if (v < tiles) tile[u].template load<VP, VG, true>(t, begin + v * N);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const std::uint64_t v = v0 + std::uint64_t(u) * kThreads;
+      if (v < tiles) tile[u].template update_store<VP, true>(t, begin + v * N, s, rng);
+    }
+  }
+  const std::uint64_t tail = begin + tiles * N;
+  if (threadIdx.x < end - tail) E::scalar_range(t, tail + threadIdx.x, tail + threadIdx.x + 1, s, rng);
+}
+
+/// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
+template <class E, int kThreads, int kUnroll>
+__global__ void __launch_bounds__(kThreads)
+    step_kernel(const __grid_constant__ StepParams<typename E::Scalars> prm) {
+  const std::uint32_t step = *prm.global_step;
+  const std::uint32_t first = prm.worker_begin[blockIdx.x], last = prm.worker_begin[blockIdx.x + 1];
+  for (std::uint32_t c = first; c < last; ++c) {
+    const Chunk ch = prm.chunks[c];
+    const TensorEntry t = prm.entries[ch.tensor];
+    const typename E::Scalars s = prm.scalars[ch.tensor];
+    const RandomStream rng = rounding_stream(prm.seed, step, t.key);
+    const bool vp = t.flags & kParamAligned16, vg = t.flags & kGradAligned16;
+    if (vp && vg) step_range<E, kThreads, kUnroll, true, true>(t, s, rng, ch.begin, ch.end);
+    else if (vp) step_range<E, kThreads, kUnroll, true, false>(t, s, rng, ch.begin, ch.end);
+    else if (vg) step_range<E, kThreads, kUnroll, false, true>(t, s, rng, ch.begin, ch.end);
+    else step_range<E, kThreads, kUnroll, false, false>(t, s, rng, ch.begin, ch.end);
+  }
+}
+
+/// Advances the step count of every active tensor and computes its scalars for this step from
+/// its group's hyperparameters (device memory, so a captured graph sees changed values).
+template <class Rule>
+__global__ void prologue_kernel(const TensorEntry* entries, std::uint32_t n,
+                                const typename Rule::Hyper* hypers, std::uint32_t* counts,
+                                typename Rule::Scalars* scalars, std::uint32_t* global_step) {
+  const std::uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t == 0) ++*global_step;
+  if (t >= n || !(entries[t].flags & kTensorActive)) return;
+  const std::uint32_t c = ++counts[t];
+  scalars[t] = Rule::scalars(hypers[entries[t].group], c);
+}
+
+template <class Hyper>
+__global__ void write_hyper_kernel(Hyper* dst, Hyper h) {
+  *dst = h;
+}
+
+/// Steps tensors in the memory of one CUDA device.
+struct Cuda {
+  static constexpr Device::Kind kKind = Device::Kind::cuda;
+  static constexpr const char* kName = "CUDA";
+  static std::shared_ptr<Allocator> default_allocator() { return std::make_shared<CudaAllocator>(); }
+  template <class Rule, class Format>
+  class Backend;
+};
+
+template <class Rule, class Format>
+class Cuda::Backend {
+  using Hyper = typename Rule::Hyper;
+  using Scalars = typename Rule::Scalars;
+
+ public:
+  explicit Backend(const Options& o)
+      : seed_(o.seed), rounding_(o.param_rounding), blocks_override_(o.cuda_blocks),
+        alloc_(o.allocator ? o.allocator : default_allocator()) {}
+
+  /// The pointer must be device (or managed) memory of the view's device.
+  static void check_view(const TensorView& v, const std::string& what) {
+    cudaPointerAttributes a{};
+    const cudaError_t e = cudaPointerGetAttributes(&a, v.data);
+    if (e != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky-free error state of a failed query
+      detail::fail(what, ": cannot query the pointer (", cudaGetErrorString(e), ")");
+    }
+    if (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)
+      detail::fail(what, ": is declared on ", to_string(v.device),
+                   " but its pointer is not device memory (", a.type == cudaMemoryTypeHost ? "pinned host" : "unregistered host",
+                   " memory)");
+    if (a.device != v.device.index)
+      detail::fail(what, ": is declared on ", to_string(v.device), " but its pointer is on cuda:",
+                   a.device);
+  }
+
+  void zero(void* p, std::size_t bytes) const {
+    cuda_detail::DeviceGuard guard(device_);
+    ALLOY_CUDA_CHECK(cudaMemset(p, 0, bytes));
+  }
+
+  void rebuild(const std::vector<TensorEntry>& entries, const std::vector<Hyper>& hypers) {
+    if (!entries.empty()) device_ = device_of(entries[0]);
+    cuda_detail::DeviceGuard guard(device_);
+    int sms = 0;
+    ALLOY_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_));
+
+    Tables next;
+    const Device dev = Device::cuda(device_);
+    next.entries = upload(entries, dev);
+    next.hypers = upload(hypers, dev);
+    next.scalars = detail::Buffer(alloc_, entries.size() * sizeof(Scalars), dev);
+    // Step counts and the global step carry over: tensors are only ever appended.
+    next.counts = detail::Buffer(alloc_, entries.size() * sizeof(std::uint32_t), dev);
+    ALLOY_CUDA_CHECK(cudaMemset(next.counts.get(), 0, next.counts.bytes()));
+    if (tables_.counts.bytes())
+      ALLOY_CUDA_CHECK(cudaMemcpy(next.counts.get(), tables_.counts.get(), tables_.counts.bytes(),
+                                  cudaMemcpyDeviceToDevice));
+    next.global_step = detail::Buffer(alloc_, sizeof(std::uint32_t), dev);
+    if (tables_.global_step.bytes())
+      ALLOY_CUDA_CHECK(cudaMemcpy(next.global_step.get(), tables_.global_step.get(), sizeof(std::uint32_t),
+                                  cudaMemcpyDeviceToDevice));
+    else
+      ALLOY_CUDA_CHECK(cudaMemset(next.global_step.get(), 0, sizeof(std::uint32_t)));
+
+    // One launch group per dtype pair; its grid is one full wave of its kernel.
+    for (const auto& [p, g] : dtype_pairs(entries)) {
+      Launch l;
+      dispatch_dtypes(p, g, rounding_, [&]<class PT, class GT, Rounding PR>() {
+        using E = ElementStep<Rule, Format, PT, GT, PR>;
+        constexpr Tuning tune = tuning_sm90<PT>();
+        auto kernel = step_kernel<E, tune.threads, tune.unroll>;
+        int per_sm = 0;
+        ALLOY_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, tune.threads, 0));
+        l.blocks = blocks_override_ ? blocks_override_ : unsigned(std::max(1, per_sm) * sms);
+        l.threads = tune.threads;
+        l.kernel = reinterpret_cast<const void*>(kernel);
+      });
+      std::vector<std::uint32_t> members;
+      for (std::uint32_t t = 0; t < entries.size(); ++t)
+        if ((entries[t].flags & kTensorActive) && entries[t].param_dtype == std::uint8_t(p) &&
+            entries[t].grad_dtype == std::uint8_t(g))
+          members.push_back(t);
+      const GroupPlan plan = plan_group(entries, members, p, g, l.blocks);
+      l.chunks = upload(plan.chunks, dev);
+      l.worker_begin = upload(plan.worker_begin, dev);
+      next.launches.push_back(std::move(l));
+    }
+    ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
+    tables_ = std::move(next);
+    num_tensors_ = std::uint32_t(entries.size());
+  }
+
+  /// Copied to the device table in stream order at the next step (a tiny launch per group).
+  void set_hyper(std::size_t g, const Hyper& h) { pending_.emplace_back(g, h); }
+
+  void step(Stream stream) {
+    cuda_detail::DeviceGuard guard(device_);
+    auto* hypers = tables_.hypers.template as<Hyper>();
+    for (const auto& [g, h] : pending_) {
+      write_hyper_kernel<<<1, 1, 0, stream>>>(hypers + g, h);
+      ALLOY_CUDA_CHECK(cudaGetLastError());
+    }
+    pending_.clear();
+    const unsigned pblocks = std::max(1u, (num_tensors_ + 255) / 256);
+    prologue_kernel<Rule><<<pblocks, 256, 0, stream>>>(
+        tables_.entries.template as<TensorEntry>(), num_tensors_, hypers,
+        tables_.counts.template as<std::uint32_t>(), tables_.scalars.template as<Scalars>(),
+        tables_.global_step.template as<std::uint32_t>());
+    ALLOY_CUDA_CHECK(cudaGetLastError());
+    for (const Launch& l : tables_.launches) {
+      StepParams<Scalars> prm{tables_.entries.template as<TensorEntry>(), l.chunks.template as<Chunk>(),
+                              l.worker_begin.template as<std::uint32_t>(),
+                              tables_.scalars.template as<Scalars>(),
+                              tables_.global_step.template as<std::uint32_t>(), seed_};
+      void* args[] = {&prm};
+      ALLOY_CUDA_CHECK(cudaLaunchKernel(l.kernel, dim3(l.blocks), dim3(l.threads), args, 0, stream));
+    }
+  }
+
+  /// Device address of group g's hyperparameters (lr is the first member): write new values
+  /// there between replays of a captured step. Not validated: see docs/policies/cuda_executor.md.
+  Hyper* device_hyper(std::size_t g) { return tables_.hypers.template as<Hyper>() + g; }
+  float* device_lr(std::size_t g) { return &device_hyper(g)->lr; }
+
+  std::uint32_t step_count(std::size_t t) const {
+    std::uint32_t c = 0;
+    ALLOY_CUDA_CHECK(cudaMemcpy(&c, tables_.counts.template as<std::uint32_t>() + t, 4, cudaMemcpyDeviceToHost));
+    return c;
+  }
+  std::uint64_t global_step() const {
+    std::uint32_t c = 0;
+    if (tables_.global_step.bytes())
+      ALLOY_CUDA_CHECK(cudaMemcpy(&c, tables_.global_step.get(), 4, cudaMemcpyDeviceToHost));
+    return c;
+  }
+  void read_state(void* dst, const void* src, std::size_t bytes) const {
+    ALLOY_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  }
+  std::size_t count_bytes() const { return tables_.counts.bytes(); }
+  std::size_t overhead_bytes() const {
+    std::size_t b = tables_.entries.bytes() + tables_.hypers.bytes() + tables_.scalars.bytes() +
+                    tables_.global_step.bytes();
+    for (const auto& l : tables_.launches) b += l.chunks.bytes() + l.worker_begin.bytes();
+    return b;
+  }
+  /// Blocks of each launch group (for tests and tuning).
+  std::vector<unsigned> grid_sizes() const {
+    std::vector<unsigned> g;
+    for (const auto& l : tables_.launches) g.push_back(l.blocks);
+    return g;
+  }
+
+ private:
+  struct Launch {
+    const void* kernel = nullptr;
+    unsigned blocks = 0, threads = 0;
+    detail::Buffer chunks, worker_begin;
+  };
+  struct Tables {
+    detail::Buffer entries, hypers, scalars, counts, global_step;
+    std::vector<Launch> launches;
+  };
+
+  static int device_of(const TensorEntry& e) {
+    cudaPointerAttributes a{};
+    ALLOY_CUDA_CHECK(cudaPointerGetAttributes(&a, e.param));
+    return a.device;
+  }
+  static std::vector<std::pair<DType, DType>> dtype_pairs(const std::vector<TensorEntry>& entries) {
+    std::vector<std::pair<DType, DType>> pairs;
+    for (const auto& e : entries) {
+      if (!(e.flags & kTensorActive)) continue;
+      const std::pair<DType, DType> pr{DType(e.param_dtype), DType(e.grad_dtype)};
+      if (std::find(pairs.begin(), pairs.end(), pr) == pairs.end()) pairs.push_back(pr);
+    }
+    std::sort(pairs.begin(), pairs.end());
+    return pairs;
+  }
+  template <class T>
+  detail::Buffer upload(const std::vector<T>& v, Device dev) {
+    detail::Buffer b(alloc_, v.size() * sizeof(T), dev);
+    if (!v.empty()) ALLOY_CUDA_CHECK(cudaMemcpy(b.get(), v.data(), b.bytes(), cudaMemcpyHostToDevice));
+    return b;
+  }
+
+  std::uint64_t seed_;
+  Rounding rounding_;
+  unsigned blocks_override_;
+  std::shared_ptr<Allocator> alloc_;
+  int device_ = 0;
+  std::uint32_t num_tensors_ = 0;
+  Tables tables_;
+  std::vector<std::pair<std::size_t, Hyper>> pending_;
+};
+
+}  // namespace exec
+ALLOY_NAMESPACE_END

@@ -1,0 +1,370 @@
+// What only the GPU shows: CUDA equals the host executor bit for bit (the numerics contract:
+// uncontracted, correctly rounded fp32 ops on both), independent of grid size and tensor order;
+// every element written and nothing outside touched; unaligned tensors; many tensors; graph
+// capture and replay with a changing learning rate; non-default streams.
+#include <cstring>
+
+#include "../common/cases.hpp"
+#include "cuda_memory.hpp"
+
+using namespace testing;
+using alloy::Device;
+using alloy::Options;
+using alloy::TensorView;
+using alloy::exec::Cuda;
+using alloy::exec::Host;
+
+namespace {
+
+/// Tensors of one dtype laid out inside one buffer, each at an element offset with a gap of
+/// poison bytes (0xff: NaN in every dtype) before it; a host buffer and a device twin.
+struct Arena {
+  DType dtype;
+  std::vector<std::uint64_t> offset, numel;
+  std::vector<std::uint8_t> host;
+  std::uint8_t* dev = nullptr;
+
+  /// `misalign[i % size]` extra elements before tensor i: offsets need not be 16-byte aligned.
+  Arena(DType t, const std::vector<std::uint64_t>& sizes, const std::vector<int>& misalign)
+      : dtype(t) {
+    std::uint64_t at = 0;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      at += 37 + std::uint64_t(misalign.empty() ? 0 : misalign[i % misalign.size()]);
+      offset.push_back(at);
+      numel.push_back(sizes[i]);
+      at += sizes[i];
+    }
+    at += 41;
+    host.assign(at * alloy::dtype_size(t), 0xff);
+    REQUIRE(cudaMalloc(&dev, host.size()) == cudaSuccess);
+  }
+  ~Arena() { cudaFree(dev); }
+  Arena(const Arena&) = delete;
+
+  std::size_t esize() const { return alloy::dtype_size(dtype); }
+  void* host_ptr(std::size_t i) { return host.data() + offset[i] * esize(); }
+  TensorView host_view(std::size_t i, std::string name) {
+    return TensorView(host_ptr(i), numel[i], dtype, Device::host(), std::move(name));
+  }
+  TensorView dev_view(std::size_t i, std::string name) {
+    return TensorView(dev + offset[i] * esize(), numel[i], dtype, Device::cuda(0), std::move(name));
+  }
+  /// Fresh N(0, scale^2) values in every tensor (gaps stay poison).
+  void fill(std::mt19937_64& rng, double scale) {
+    for (std::size_t i = 0; i < numel.size(); ++i) {
+      HostTensor t(dtype, numel[i]);
+      fill_normal(t, rng, scale);
+      std::memcpy(host_ptr(i), t.data(), t.bytes.size());
+    }
+  }
+  void upload(cudaStream_t s = nullptr) {
+    REQUIRE(cudaMemcpyAsync(dev, host.data(), host.size(), cudaMemcpyHostToDevice, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  }
+  std::vector<std::uint8_t> download() const {
+    std::vector<std::uint8_t> out(host.size());
+    REQUIRE(cudaMemcpy(out.data(), dev, out.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+    return out;
+  }
+  /// True when every byte outside the tensors is still poison.
+  static bool gaps_intact(const Arena& a, const std::vector<std::uint8_t>& bytes) {
+    std::uint64_t at = 0;
+    for (std::size_t i = 0; i <= a.offset.size(); ++i) {
+      const std::uint64_t end = i < a.offset.size() ? a.offset[i] : bytes.size() / a.esize();
+      for (std::uint64_t b = at * a.esize(); b < end * a.esize(); ++b)
+        if (bytes[b] != 0xff) return false;
+      if (i < a.offset.size()) at = a.offset[i] + a.numel[i];
+    }
+    return true;
+  }
+};
+
+/// A device allocator that surrounds every allocation with 256 poison bytes on each side and
+/// can check they were never written.
+class GuardedAllocator final : public alloy::Allocator {
+ public:
+  void* allocate(std::size_t bytes, Device where) override {
+    REQUIRE(where.is_cuda());
+    std::uint8_t* p = nullptr;
+    REQUIRE(cudaMalloc(&p, bytes + 2 * kGuard) == cudaSuccess);
+    REQUIRE(cudaMemset(p, 0xff, bytes + 2 * kGuard) == cudaSuccess);
+    blocks_.push_back({p, bytes});
+    return p + kGuard;
+  }
+  void deallocate(void* ptr, std::size_t, Device) noexcept override {
+    for (auto& b : blocks_)
+      if (b.base + kGuard == ptr) {
+        cudaFree(b.base);
+        b.base = nullptr;
+      }
+  }
+  bool guards_intact() const {
+    for (const auto& b : blocks_) {
+      if (!b.base) continue;
+      std::vector<std::uint8_t> g(kGuard);
+      for (std::size_t off : {std::size_t(0), kGuard + b.bytes}) {
+        if (cudaMemcpy(g.data(), b.base + off, kGuard, cudaMemcpyDeviceToHost) != cudaSuccess) return false;
+        for (auto x : g)
+          if (x != 0xff) return false;
+      }
+    }
+    return true;
+  }
+  std::size_t live_blocks() const {
+    std::size_t n = 0;
+    for (const auto& b : blocks_) n += b.base != nullptr;
+    return n;
+  }
+
+ private:
+  static constexpr std::size_t kGuard = 256;
+  struct Block {
+    std::uint8_t* base;
+    std::size_t bytes;
+  };
+  std::vector<Block> blocks_;
+};
+
+/// Host and CUDA optimizers over the same arenas, stepped together; compares every byte.
+template <class Rule, class Format>
+struct Twins {
+  Arena hp, hg;  // parameters and gradients (host and device twins inside)
+  std::unique_ptr<alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Host>> host;
+  std::unique_ptr<alloy::cuda::Optimizer<Rule, Format>> cuda;
+  std::mt19937_64 rng;
+
+  Twins(const std::vector<std::uint64_t>& sizes, DType p, DType g, const typename Rule::Hyper& h,
+        Options o, const std::vector<int>& mis_p = {}, const std::vector<int>& mis_g = {},
+        bool reverse_order = false, std::uint64_t seed = 5)
+      : hp(p, sizes, mis_p), hg(g, sizes, mis_g), rng(seed) {
+    hp.fill(rng, 1.0);
+    hp.upload();
+    std::vector<alloy::Param> hostp, devp;
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+      const std::size_t i = reverse_order ? sizes.size() - 1 - k : k;
+      const std::string n = "w" + std::to_string(i);
+      devp.push_back({hp.dev_view(i, n), hg.dev_view(i, n + ".g")});
+    }
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const std::string n = "w" + std::to_string(i);
+      hostp.push_back({hp.host_view(i, n), hg.host_view(i, n + ".g")});
+    }
+    host = std::make_unique<decltype(host)::element_type>(hostp, h, o);
+    cuda = std::make_unique<decltype(cuda)::element_type>(devp, h, o);
+  }
+  void step(double grad_scale, cudaStream_t s = nullptr) {
+    hg.fill(rng, grad_scale);
+    hg.upload(s);
+    host->step();
+    cuda->step(s);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+  }
+  /// Parameters (with their gaps) and every moment equal bit for bit.
+  void check_equal(bool reverse_order = false) {
+    const auto dev = hp.download();
+    CHECK(Arena::gaps_intact(hp, dev));
+    CHECK(std::memcmp(dev.data(), hp.host.data(), dev.size()) == 0);
+    const std::size_t n = hp.numel.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t j = reverse_order ? n - 1 - i : i;  // the CUDA index of tensor i
+      for (int k = 0; k < Rule::kMoments; ++k) {
+        const auto a = host->moment(i, k), b = cuda->moment(j, k);
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+      }
+      CHECK(host->step_count(i) == cuda->step_count(j));
+    }
+  }
+};
+
+const std::vector<std::uint64_t> kMixed = {1, 3, 4095, 4097, 70001, 8, 256, 1000003};
+
+template <class Rule, class Format>
+void cuda_equals_host(const typename Rule::Hyper& h) {
+  for (const auto& dc : kDtypeCases) {
+    Options o;
+    o.seed = 99;
+    o.param_rounding = dc.pr;
+    INFO(std::string(Rule::kName) + "/" + Format::kName + " param " + alloy::dtype_name(dc.p) +
+         std::string(" grad ") + alloy::dtype_name(dc.g) + (dc.pr == Rounding::stochastic ? " SR" : ""));
+    Twins<Rule, Format> tw(kMixed, dc.p, dc.g, h, o);
+    for (int s = 0; s < 12; ++s) tw.step(Rule::kMoments == 2 ? 1e-2 : 1.0);
+    tw.check_equal();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("CUDA equals the host executor bit for bit: every rule, format, dtype pair") {
+  const alloy::rule::AdamW::Hyper adam{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  const alloy::rule::Sgd::Hyper sgd{0.01f, 0.9f, 0.1f, 0.1f, false, false};
+  cuda_equals_host<alloy::rule::AdamW, alloy::state::Fp32>(adam);
+  cuda_equals_host<alloy::rule::AdamW, alloy::state::Bf16<>>(adam);
+  cuda_equals_host<alloy::rule::AdamW, alloy::state::Bf16<Rounding::stochastic>>(adam);
+  cuda_equals_host<alloy::rule::Sgd, alloy::state::Fp32>(sgd);
+  cuda_equals_host<alloy::rule::Sgd, alloy::state::Bf16<Rounding::stochastic>>(sgd);
+}
+
+TEST_CASE("CUDA results do not depend on grid size or tensor order") {
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  using F = alloy::state::Bf16<Rounding::stochastic>;
+  for (unsigned blocks : {1u, 7u, 1000u, 0u}) {
+    Options o;
+    o.seed = 3;
+    o.param_rounding = Rounding::stochastic;
+    o.cuda_blocks = blocks;
+    INFO("blocks " << blocks);
+    Twins<alloy::rule::AdamW, F> tw(kMixed, DType::bf16, DType::bf16, h, o);
+    if (blocks) CHECK(tw.cuda->backend().grid_sizes() == std::vector<unsigned>{blocks});
+    for (int s = 0; s < 5; ++s) tw.step(1e-2);
+    tw.check_equal();
+  }
+  Options o;
+  o.seed = 3;
+  o.param_rounding = Rounding::stochastic;
+  Twins<alloy::rule::AdamW, F> tw(kMixed, DType::bf16, DType::bf16, h, o, {}, {}, /*reverse=*/true);
+  for (int s = 0; s < 5; ++s) tw.step(1e-2);
+  tw.check_equal(/*reverse=*/true);
+}
+
+TEST_CASE("unaligned tensors: every element written, nothing outside touched") {
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  // Parameters and gradients misaligned by different element counts (and some aligned).
+  for (DType dt : {DType::f32, DType::bf16}) {
+    Options o;
+    INFO(alloy::dtype_name(dt));
+    Twins<alloy::rule::AdamW, alloy::state::Fp32> tw(kMixed, dt, dt, h, o, {1, 2, 3, 0, 5}, {3, 0, 1, 7});
+    for (int s = 0; s < 4; ++s) tw.step(1e-2);
+    tw.check_equal();
+  }
+}
+
+TEST_CASE("state: every element written, nothing outside its allocation touched") {
+  auto guarded = std::make_shared<GuardedAllocator>();
+  {
+    Options o;
+    o.allocator = guarded;
+    const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+    Twins<alloy::rule::AdamW, alloy::state::Bf16<>> tw(kMixed, DType::bf16, DType::bf16, h, o);
+    for (int s = 0; s < 4; ++s) tw.step(1e-2);
+    tw.check_equal();  // moments equal to the host's: every state element was written
+    CHECK(guarded->guards_intact());
+    CHECK(guarded->live_blocks() > 2 * kMixed.size());  // moments, tables
+  }
+  CHECK(guarded->live_blocks() == 0);  // everything returned to the allocator
+}
+
+TEST_CASE("many tensors (>= 500, mixed sizes and dtypes, two groups)") {
+  std::mt19937_64 rng(11);
+  std::vector<std::uint64_t> a, b;
+  for (int i = 0; i < 300; ++i) a.push_back(1 + rng() % 70000);
+  for (int i = 0; i < 260; ++i) b.push_back(1 + rng() % 9000);
+  Arena p32(DType::f32, a, {0, 1}), g32(DType::f32, a, {}), p16(DType::bf16, b, {0, 3}), g16(DType::bf16, b, {});
+  p32.fill(rng, 1.0);
+  p16.fill(rng, 1.0);
+  p32.upload();
+  p16.upload();
+  using Opt = alloy::rule::AdamW;
+  auto groups = [&](bool dev) {
+    std::vector<alloy::Param> ga, gb;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::string n = "a" + std::to_string(i);
+      ga.push_back({dev ? p32.dev_view(i, n) : p32.host_view(i, n), dev ? g32.dev_view(i, n) : g32.host_view(i, n)});
+    }
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      const std::string n = "b" + std::to_string(i);
+      gb.push_back({dev ? p16.dev_view(i, n) : p16.host_view(i, n), dev ? g16.dev_view(i, n) : g16.host_view(i, n)});
+    }
+    return std::make_pair(ga, gb);
+  };
+  Options o;
+  o.param_rounding = Rounding::stochastic;
+  auto [ha, hb] = groups(false);
+  auto [da, db] = groups(true);
+  alloy::Optimizer<Opt, alloy::state::Fp32> host({{ha, {0.01f, 0.9f, 0.99f, 1e-3f, 0.1f}, "fp32"}, {hb, {0.03f, 0.8f, 0.95f, 1e-3f, 0.0f}, "bf16"}}, o);
+  alloy::cuda::Optimizer<Opt, alloy::state::Fp32> cuda({{da, {0.01f, 0.9f, 0.99f, 1e-3f, 0.1f}, "fp32"}, {db, {0.03f, 0.8f, 0.95f, 1e-3f, 0.0f}, "bf16"}}, o);
+  CHECK(cuda.num_tensors() >= 500);
+  CHECK(cuda.backend().grid_sizes().size() == 2);  // one launch per dtype pair
+  for (int s = 0; s < 5; ++s) {
+    g32.fill(rng, 1e-2);
+    g16.fill(rng, 1e-2);
+    g32.upload();
+    g16.upload();
+    host.step();
+    cuda.step();
+  }
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  const auto d32 = p32.download(), d16 = p16.download();
+  CHECK(Arena::gaps_intact(p32, d32));
+  CHECK(Arena::gaps_intact(p16, d16));
+  CHECK(std::memcmp(d32.data(), p32.host.data(), d32.size()) == 0);
+  CHECK(std::memcmp(d16.data(), p16.host.data(), d16.size()) == 0);
+  CHECK(cuda.state_bytes() == host.state_bytes());
+}
+
+TEST_CASE("CUDA graph: capture one step, replay with a changing learning rate") {
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  Options o;
+  o.param_rounding = Rounding::stochastic;
+  o.seed = 8;
+  Twins<alloy::rule::AdamW, alloy::state::Bf16<Rounding::stochastic>> tw(kMixed, DType::bf16, DType::bf16, h, o);
+  cudaStream_t s;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+  tw.cuda->step(s);
+  REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
+  REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+  float* lr_dev = tw.cuda->backend().device_lr(0);
+  for (int k = 1; k <= 10; ++k) {
+    const float lr = 0.01f * (1.0f + 0.25f * float(k));  // a schedule, different every replay
+    tw.hg.fill(tw.rng, 1e-2);
+    tw.hg.upload(s);
+    REQUIRE(cudaMemcpyAsync(lr_dev, &lr, sizeof(float), cudaMemcpyHostToDevice, s) == cudaSuccess);
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    tw.host->set_lr(0, lr);
+    tw.host->step();
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  }
+  tw.check_equal();
+  CHECK(tw.cuda->step_count(0) == 10);
+  CHECK(tw.cuda->global_step() == 10);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+}
+
+TEST_CASE("non-default stream, set_lr between steps, absent and frozen tensors") {
+  const alloy::rule::Sgd::Hyper h{0.05f, 0.9f, 0.0f, 0.01f, true, false};
+  Options o;
+  Twins<alloy::rule::Sgd, alloy::state::Fp32> tw(kMixed, DType::f32, DType::f32, h, o);
+  cudaStream_t s;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  for (int k = 0; k < 3; ++k) tw.step(1.0, s);
+  tw.host->set_lr(0, 0.02f);
+  tw.cuda->set_lr(0, 0.02f);
+  tw.host->set_frozen(1, true);
+  tw.cuda->set_frozen(1, true);
+  tw.host->set_grad(2, TensorView{});
+  tw.cuda->set_grad(2, TensorView{});
+  for (int k = 0; k < 3; ++k) tw.step(1.0, s);
+  tw.check_equal();
+  CHECK(tw.cuda->step_count(0) == 6);
+  CHECK(tw.cuda->step_count(1) == 3);
+  CHECK(tw.cuda->step_count(2) == 3);
+  cudaStreamDestroy(s);
+}
+
+TEST_CASE("host memory registered as a CUDA tensor is refused") {
+  std::vector<float> p(100, 1.f), g(100, 1.f);
+  using Opt = alloy::cuda::Optimizer<alloy::rule::AdamW>;
+  try {
+    Opt opt({{TensorView(p.data(), p.size(), DType::f32, Device::cuda(0), "hostmem"),
+              TensorView(g.data(), g.size(), DType::f32, Device::cuda(0), "hostmem.g")}});
+    FAIL("expected alloy::Error");
+  } catch (const alloy::Error& e) {
+    CHECK(std::string(e.what()).find("hostmem") != std::string::npos);
+    CHECK(std::string(e.what()).find("not device memory") != std::string::npos);
+  }
+}
