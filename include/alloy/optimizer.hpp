@@ -105,12 +105,6 @@ class Optimizer {
         detail::fail("tensor '", r.name, "': is on ", to_string(r.param.device),
                      " but this optimizer's tensors are on ", to_string(dev),
                      " (one optimizer steps tensors of one device)");
-    const Device dev = records_.empty() ? fresh.front().param.device : records_.front().param.device;
-    for (const Record& r : fresh)
-      if (!(r.param.device == dev))
-        detail::fail("tensor '", r.name, "': is on ", to_string(r.param.device),
-                     " but this optimizer's tensors are on ", to_string(dev),
-                     " (one optimizer steps tensors of one device)");
 
     // Allocate zeroed state (an allocation failure throws before anything is committed).
     for (Record& r : fresh)
