@@ -185,8 +185,10 @@ void cuda_equals_host(const typename Rule::Hyper& h) {
     Options o;
     o.seed = 99;
     o.param_rounding = dc.pr;
-    INFO(std::string(Rule::kName) + "/" + Format::kName + " param " + alloy::dtype_name(dc.p) +
-         std::string(" grad ") + alloy::dtype_name(dc.g) + (dc.pr == Rounding::stochastic ? " SR" : ""));
+    const std::string what = std::string(Rule::kName) + "/" + Format::kName + " param " +
+                             alloy::dtype_name(dc.p) + " grad " + alloy::dtype_name(dc.g) +
+                             (dc.pr == Rounding::stochastic ? " SR" : "");
+    INFO(what);
     Twins<Rule, Format> tw(kMixed, dc.p, dc.g, h, o);
     for (int s = 0; s < 12; ++s) tw.step(Rule::kMoments == 2 ? 1e-2 : 1.0);
     tw.check_equal();
