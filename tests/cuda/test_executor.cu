@@ -129,8 +129,10 @@ class GuardedAllocator final : public alloy::Allocator {
 template <class Rule, class Format>
 struct Twins {
   Arena hp, hg;  // parameters and gradients (host and device twins inside)
-  std::unique_ptr<alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Host>> host;
-  std::unique_ptr<alloy::cuda::Optimizer<Rule, Format>> cuda;
+  using HostOpt = alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Host>;
+  using CudaOpt = alloy::cuda::Optimizer<Rule, Format>;
+  std::unique_ptr<HostOpt> host;
+  std::unique_ptr<CudaOpt> cuda;
   std::mt19937_64 rng;
 
   Twins(const std::vector<std::uint64_t>& sizes, DType p, DType g, const typename Rule::Hyper& h,
@@ -149,8 +151,8 @@ struct Twins {
       const std::string n = "w" + std::to_string(i);
       hostp.push_back({hp.host_view(i, n), hg.host_view(i, n + ".g")});
     }
-    host = std::make_unique<decltype(host)::element_type>(hostp, h, o);
-    cuda = std::make_unique<decltype(cuda)::element_type>(devp, h, o);
+    host = std::make_unique<HostOpt>(hostp, h, o);
+    cuda = std::make_unique<CudaOpt>(devp, h, o);
   }
   void step(double grad_scale, cudaStream_t s = nullptr) {
     hg.fill(rng, grad_scale);
