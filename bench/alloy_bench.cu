@@ -1,0 +1,364 @@
+// alloy_bench: copy bandwidth and alloy's rows of the benchmark (BENCHMARKS.md), as JSON.
+//
+//   alloy_bench --workloads bench/workloads.json --out alloy.json
+//               [--steps 25] [--select flat,llama1b] [--dtypes fp32,bf16]
+//
+// Every row is timed as the anchors are: refill the gradients with fresh random data, sync,
+// event, step(), event, sync; the first step is reported apart (ms_first); then --steps timed
+// steps, median/min/max. `alloy_graph` rows replay a captured step instead of calling step().
+#include <alloy/alloy.cuh>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+#define CK(expr)                                                                          \
+  do {                                                                                    \
+    cudaError_t e_ = (expr);                                                              \
+    if (e_ != cudaSuccess) {                                                              \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, \
+                   __LINE__, #expr);                                                      \
+      std::exit(1);                                                                       \
+    }                                                                                     \
+  } while (0)
+
+// ---- a minimal JSON reader for bench/workloads.json (objects, arrays, strings, integers) ----
+struct Json {
+  enum Kind { object, array, string, number } kind = number;
+  std::map<std::string, Json> obj;
+  std::vector<Json> arr;
+  std::string str;
+  long long num = 0;
+};
+struct Reader {
+  const std::string& s;
+  std::size_t i = 0;
+  void ws() {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  }
+  Json value() {
+    ws();
+    Json j;
+    if (s[i] == '{') {
+      j.kind = Json::object;
+      ++i;
+      for (ws(); s[i] != '}'; ws()) {
+        std::string k = value().str;
+        ws();
+        ++i;  // ':'
+        j.obj[k] = value();
+        ws();
+        if (s[i] == ',') ++i;
+      }
+      ++i;
+    } else if (s[i] == '[') {
+      j.kind = Json::array;
+      ++i;
+      for (ws(); s[i] != ']'; ws()) {
+        j.arr.push_back(value());
+        ws();
+        if (s[i] == ',') ++i;
+      }
+      ++i;
+    } else if (s[i] == '"') {
+      j.kind = Json::string;
+      for (++i; s[i] != '"'; ++i) j.str += s[i];
+      ++i;
+    } else {
+      std::size_t n = 0;
+      j.num = std::stoll(s.substr(i), &n);
+      i += n;
+    }
+    return j;
+  }
+};
+
+struct Workload {
+  std::string name;
+  std::vector<std::string> names;
+  std::vector<std::uint64_t> sizes;
+  std::uint64_t params = 0;
+};
+
+std::vector<Workload> read_workloads(const std::string& path, const std::vector<std::string>& select) {
+  std::ifstream f(path);
+  if (!f) {
+    std::fprintf(stderr, "cannot open %s\n", path.c_str());
+    std::exit(2);
+  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string text = ss.str();
+  Reader r{text};
+  const Json root = r.value();
+  std::vector<Workload> out;
+  for (const auto& name : select) {
+    auto it = root.obj.find(name);
+    if (it == root.obj.end()) {
+      std::fprintf(stderr, "unknown workload '%s' in %s\n", name.c_str(), path.c_str());
+      std::exit(2);
+    }
+    Workload w{name, {}, {}, 0};
+    const Json& shapes = it->second.obj.at("shapes");
+    const Json& names = it->second.obj.at("names");
+    for (std::size_t k = 0; k < shapes.arr.size(); ++k) {
+      std::uint64_t n = 1;
+      for (const auto& d : shapes.arr[k].arr) n *= std::uint64_t(d.num);
+      w.sizes.push_back(n);
+      w.names.push_back(names.arr[k].str);
+      w.params += n;
+    }
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> v;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) v.push_back(x);
+  return v;
+}
+
+// ---- device data ----
+template <class T>
+__global__ void fill_random(T* x, std::uint64_t n, std::uint32_t seed, float scale) {
+  for (std::uint64_t i = blockIdx.x * std::uint64_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::uint64_t(gridDim.x) * blockDim.x) {
+    const auto r = alloy::philox4x32_10({{std::uint32_t(i), std::uint32_t(i >> 32), seed, 7}}, 0x1234u, seed);
+    float v = (float(r.v[0] >> 8) * (1.f / 16777216.f) - 0.5f) * 2.f * scale;
+    if (v == 0.f) v = scale * 1e-3f;  // never zeros
+    if constexpr (sizeof(T) == 4) x[i] = v;
+    else x[i] = alloy::to_bf16_nearest(v);
+  }
+}
+
+/// Parameters and gradients of a workload: one allocation each, tensors at 256-byte-aligned
+/// offsets (as a framework's allocator places them).
+struct Buffers {
+  void* p = nullptr;
+  void* g = nullptr;
+  std::vector<std::uint64_t> offset;
+  std::uint64_t total = 0;
+  std::size_t esize;
+  Buffers(const Workload& w, std::size_t es) : esize(es) {
+    const std::uint64_t align = 256 / es;
+    for (auto n : w.sizes) {
+      offset.push_back(total);
+      total += (n + align - 1) / align * align;
+    }
+    CK(cudaMalloc(&p, total * es));
+    CK(cudaMalloc(&g, total * es));
+  }
+  ~Buffers() {
+    cudaFree(p);
+    cudaFree(g);
+  }
+  template <class T>
+  void fill(bool grads, std::uint32_t seed, float scale) {
+    fill_random<T><<<1024, 256>>>(static_cast<T*>(grads ? g : p), total, seed, scale);
+    CK(cudaGetLastError());
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+double copy_bandwidth_gbs() {
+  const std::size_t bytes = std::size_t(4) << 30;
+  void *a, *b;
+  CK(cudaMalloc(&a, bytes));
+  CK(cudaMalloc(&b, bytes));
+  CK(cudaMemset(a, 1, bytes));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+  std::vector<double> ms;
+  for (int r = 0; r < 20; ++r) {
+    CK(cudaEventRecord(e0));
+    CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float t;
+    CK(cudaEventElapsedTime(&t, e0, e1));
+    ms.push_back(t);
+  }
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * double(bytes) / (median(ms) * 1e-3) / 1e9;
+}
+
+struct Row {
+  std::string impl, composition, workload, dtype;
+  std::uint64_t params, tensors;
+  double ms_median, ms_min, ms_max, ms_first, bytes_per_param, fraction_of_copy, state_bytes_per_param;
+  std::string error;
+};
+
+/// Times one composition on one workload and dtype (and its graph replay).
+template <class Rule, class State, class T>
+void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
+           double bytes_per_param, const std::string& comp, std::vector<Row>& rows) {
+  const char* dt = sizeof(T) == 4 ? "fp32" : "bf16";
+  std::fprintf(stderr, "[alloy_bench] %s %s %s ...\n", comp.c_str(), w.name.c_str(), dt);
+  Buffers buf(w, sizeof(T));
+  buf.template fill<T>(false, 1, 1.0f);
+  std::vector<alloy::Param> ps;
+  for (std::size_t k = 0; k < w.sizes.size(); ++k) {
+    ps.push_back({alloy::TensorView::of(static_cast<T*>(buf.p) + buf.offset[k], w.sizes[k], alloy::Device::cuda(0), w.names[k]),
+                  alloy::TensorView::of(static_cast<T*>(buf.g) + buf.offset[k], w.sizes[k], alloy::Device::cuda(0), w.names[k] + ".grad")});
+  }
+  alloy::cuda::Optimizer<Rule, State> opt(ps, h);
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+
+  auto time_steps = [&](const std::function<void()>& step_fn, const std::string& impl) {
+    std::vector<double> ms;
+    double first = 0;
+    for (int k = 0; k <= steps; ++k) {
+      buf.template fill<T>(true, 100 + k, 1e-2f);  // fresh gradients, not timed
+      CK(cudaDeviceSynchronize());
+      CK(cudaEventRecord(e0, s));
+      step_fn();
+      CK(cudaEventRecord(e1, s));
+      CK(cudaEventSynchronize(e1));
+      float t;
+      CK(cudaEventElapsedTime(&t, e0, e1));
+      if (k == 0) first = t;
+      else ms.push_back(t);
+    }
+    Row r;
+    r.impl = impl;
+    r.composition = comp;
+    r.workload = w.name;
+    r.dtype = dt;
+    r.params = w.params;
+    r.tensors = w.sizes.size();
+    r.ms_median = median(ms);
+    r.ms_min = *std::min_element(ms.begin(), ms.end());
+    r.ms_max = *std::max_element(ms.begin(), ms.end());
+    r.ms_first = first;
+    r.bytes_per_param = bytes_per_param;
+    r.fraction_of_copy = bytes_per_param * double(w.params) / (r.ms_median * 1e-3) / (copy_gbs * 1e9);
+    r.state_bytes_per_param = double(opt.state_bytes()) / double(w.params);
+    rows.push_back(r);
+    std::fprintf(stderr, "[alloy_bench]   %-12s median %.3f ms  (%.3f of copy)\n", impl.c_str(), r.ms_median, r.fraction_of_copy);
+  };
+  time_steps([&] { opt.step(s); }, "alloy");
+
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  opt.step(s);
+  CK(cudaStreamEndCapture(s, &graph));
+  CK(cudaGraphInstantiate(&exec, graph, 0));
+  time_steps([&] { CK(cudaGraphLaunch(exec, s)); }, "alloy_graph");
+  CK(cudaStreamSynchronize(s));
+  CK(cudaGetLastError());
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaStreamDestroy(s);
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) o += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string workloads_path = "bench/workloads.json", out_path = "alloy.json";
+  std::vector<std::string> select = {"flat", "llama1b"}, dtypes = {"fp32", "bf16"};
+  int steps = 25;
+  for (int a = 1; a < argc; ++a) {
+    const std::string k = argv[a];
+    auto next = [&]() -> std::string {
+      if (a + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++a];
+    };
+    if (k == "--workloads") workloads_path = next();
+    else if (k == "--out") out_path = next();
+    else if (k == "--steps") steps = std::stoi(next());
+    else if (k == "--select") select = split(next());
+    else if (k == "--dtypes") dtypes = split(next());
+    else if (k == "--help" || k == "-h") {
+      std::printf("usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes fp32,bf16]\n");
+      return 0;
+    } else {
+      std::fprintf(stderr, "unknown argument %s (try --help)\n", k.c_str());
+      return 2;
+    }
+  }
+  const auto workloads = read_workloads(workloads_path, select);
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties(&prop, 0));
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  const double copy_gbs = copy_bandwidth_gbs();
+  std::fprintf(stderr, "[alloy_bench] %s, copy bandwidth %.1f GB/s\n", prop.name, copy_gbs);
+
+  const alloy::rule::AdamW::Hyper adam{1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, false};
+  const alloy::rule::Sgd::Hyper sgd{1e-3f, 0.9f, 0.0f, 0.0f, false, false};
+  std::vector<Row> rows;
+  // Fewest bytes per step: read p, g and K moments, write p and K moments.
+  auto floor_bytes = [](double P, double G, int K, double S) { return 2 * P + G + 2 * K * S; };
+  for (const auto& w : workloads)
+    for (const auto& dt : dtypes) {
+      if (dt == "fp32") {
+        bench<alloy::rule::AdamW, alloy::state::Fp32, float>(w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 4), "AdamW/Fp32/PerParameter/Backprop", rows);
+        bench<alloy::rule::AdamW, alloy::state::Bf16<>, float>(w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 2), "AdamW/Bf16/PerParameter/Backprop", rows);
+        bench<alloy::rule::Sgd, alloy::state::Fp32, float>(w, sgd, steps, copy_gbs, floor_bytes(4, 4, 1, 4), "Sgd/Fp32/PerParameter/Backprop", rows);
+      } else if (dt == "bf16") {
+        bench<alloy::rule::AdamW, alloy::state::Fp32, alloy::bf16>(w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 4), "AdamW/Fp32/PerParameter/Backprop", rows);
+        bench<alloy::rule::AdamW, alloy::state::Bf16<>, alloy::bf16>(w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 2), "AdamW/Bf16/PerParameter/Backprop", rows);
+        bench<alloy::rule::Sgd, alloy::state::Fp32, alloy::bf16>(w, sgd, steps, copy_gbs, floor_bytes(2, 2, 1, 4), "Sgd/Fp32/PerParameter/Backprop", rows);
+      } else {
+        std::fprintf(stderr, "unknown dtype %s\n", dt.c_str());
+        return 2;
+      }
+    }
+
+  std::ofstream out(out_path);
+  out << "{\n  \"device\": \"" << json_escape(prop.name) << "\",\n  \"driver\": \"" << driver / 1000 << "."
+      << (driver % 1000) / 10 << "\",\n  \"cuda\": \"" << runtime / 1000 << "." << (runtime % 1000) / 10
+      << "\",\n  \"sm_count\": " << prop.multiProcessorCount << ",\n  \"copy_gbs\": " << copy_gbs
+      << ",\n  \"rows\": [\n";
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    const Row& r = rows[k];
+    out << "    {\"impl\": \"" << r.impl << "\", \"composition\": \"" << r.composition
+        << "\", \"workload\": \"" << r.workload << "\", \"dtype\": \"" << r.dtype
+        << "\", \"params\": " << r.params << ", \"tensors\": " << r.tensors
+        << ", \"ms_median\": " << r.ms_median << ", \"ms_min\": " << r.ms_min
+        << ", \"ms_max\": " << r.ms_max << ", \"ms_first\": " << r.ms_first
+        << ", \"bytes_per_param\": " << r.bytes_per_param
+        << ", \"fraction_of_copy\": " << r.fraction_of_copy
+        << ", \"state_bytes_per_param\": " << r.state_bytes_per_param << "}"
+        << (k + 1 < rows.size() ? "," : "") << "\n";
+  }
+  out << "  ]\n}\n";
+  std::fprintf(stderr, "[alloy_bench] wrote %zu rows to %s\n", rows.size(), out_path.c_str());
+  return 0;
+}
