@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build the CUDA tests and the benchmark, run the tests, run
+# compute-sanitizer (memcheck, racecheck) on them, run the benchmark; logs under $OUT.
+#
+#   tools/gpu_session.sh [stages]     stages: any of build,test,sanitize,bench (default: all)
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT=${OUT:-/tmp/alloy-out}
+mkdir -p "$OUT"
+STAGES=${1:-build,test,sanitize,bench}
+BUILD=build-gpu
+has() { [[ ",$STAGES," == *",$1,"* ]]; }
+summary=()
+note() { summary+=("$1"); echo "== $1"; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+
+if has build; then
+  t0=$SECONDS
+  cmake -S . -B $BUILD -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DALLOY_CUDA=ON \
+        -DALLOY_BUILD_BENCH=ON -DALLOY_BUILD_EXAMPLES=OFF >"$OUT/build.log" 2>&1 \
+    && cmake --build $BUILD -j 16 --target alloy_cuda_tests alloy_bench >>"$OUT/build.log" 2>&1
+  note "build: rc=$? in $((SECONDS - t0)) s"
+fi
+
+if has test; then
+  t0=$SECONDS
+  timeout 300 $BUILD/tests/cuda/alloy_cuda_tests >"$OUT/cuda_tests.log" 2>&1
+  rc=$?
+  note "cuda tests: rc=$rc in $((SECONDS - t0)) s: $(grep -E '^\[doctest\] (test cases|assertions)' "$OUT/cuda_tests.log" | tr '\n' ' ')"
+fi
+
+if has sanitize; then
+  # The executor tests run every kernel instantiation (rules x formats x dtype pairs x
+  # alignments); the reference tests repeat them over 100 small steps and are left out here.
+  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*'
+  for tool in memcheck racecheck; do
+    t0=$SECONDS
+    timeout 400 compute-sanitizer --tool $tool --error-exitcode 9 \
+      $BUILD/tests/cuda/alloy_cuda_tests "$SUB" >"$OUT/sanitize_$tool.log" 2>&1
+    rc=$?
+    note "compute-sanitizer $tool: rc=$rc in $((SECONDS - t0)) s: $(grep -E 'ERROR SUMMARY|test cases' "$OUT/sanitize_$tool.log" | tr '\n' ' ')"
+  done
+fi
+
+if has bench; then
+  t0=$SECONDS
+  STEPS=${STEPS:-25} bench/run.sh $BUILD /tmp/bench-out >"$OUT/bench.log" 2>&1
+  note "bench: rc=$? in $((SECONDS - t0)) s"
+  cp /tmp/bench-out/latest.json /tmp/bench-out/table.txt "$OUT/" 2>/dev/null
+  cat /tmp/bench-out/table.txt 2>/dev/null
+fi
+
+echo
+printf '%s\n' "${summary[@]}"
