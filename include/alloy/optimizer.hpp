@@ -88,7 +88,13 @@ class Optimizer {
     for (std::size_t i = 0; i < group.params.size(); ++i) {
       Param& p = group.params[i];
       Record r;
-      r.name = p.param.name.empty() ? "#" + std::to_string(records_.size() + i) : p.param.name;
+      r.name = p.param.name.empty() ? std::string("#") + std::to_string(records_.size() + i)
+                                    : p.param.name;
+      if (p.param.name.empty() && !p.key && draws_random(p.param.dtype))
+        detail::fail("tensor ", r.name, " of group '", group.name,
+                     "': has neither a name nor Param::key, but this composition draws random "
+                     "numbers for it (stochastic rounding), which must not depend on "
+                     "registration order; name the tensor or give it a key");
       check_param(p.param, r.name);
       check_grad(p.param, p.grad, r.name);
       r.param = p.param;
@@ -235,6 +241,12 @@ class Optimizer {
     Hyper hyper;
   };
 
+  /// Whether a step draws random numbers for a tensor of this dtype (stochastic rounding).
+  bool draws_random(DType param) const {
+    return State::kRandom ||
+           (param == DType::bf16 && options_.param_rounding == Rounding::stochastic);
+  }
+
   void check_index(std::size_t t) const {
     if (t >= records_.size())
       detail::fail("tensor index ", t, " out of range (", records_.size(), " registered)");
@@ -262,7 +274,8 @@ class Optimizer {
       std::uint64_t n = 1;
       for (auto d : v.shape) {
         if (d < 0) detail::fail(what, ": negative dimension in shape");
-        n *= std::uint64_t(d);
+        if (__builtin_mul_overflow(n, std::uint64_t(d), &n))
+          detail::fail(what, ": shape's element count overflows 64 bits");
       }
       if (n != v.numel)
         detail::fail(what, ": shape has ", n, " elements but numel is ", v.numel);

@@ -80,9 +80,10 @@ struct SgdCase {
 template <class Case>
 using rule_of = std::conditional_t<std::is_same_v<Case, AdamWCase>, alloy::rule::AdamW, alloy::rule::Sgd>;
 
-/// Every dtype pair and shape of one (rule, format) on executor Exec with memory Mem.
+/// Every dtype pair and shape of one (rule, format) on executor Exec with memory Mem (a fresh
+/// Mem per problem, so no buffer outlives the problem it mirrors).
 template <class Case, class Format, class Exec, class Mem>
-void check_against_reference(Mem& mem, typename rule_of<Case>::Hyper (*tweak)(typename rule_of<Case>::Hyper) = nullptr) {
+void check_against_reference(typename rule_of<Case>::Hyper (*tweak)(typename rule_of<Case>::Hyper) = nullptr) {
   using Rule = rule_of<Case>;
   std::uint64_t seed = 1234;
   for (const auto& dc : kDtypeCases)
@@ -91,6 +92,7 @@ void check_against_reference(Mem& mem, typename rule_of<Case>::Hyper (*tweak)(ty
       auto h = Case::hyper(narrow);
       if (tweak) h = tweak(h);
       Problem prob(shape, dc.p, dc.g, ++seed);
+      Mem mem;
       alloy::Options o;
       o.seed = seed * 77;
       o.param_rounding = dc.pr;
@@ -116,11 +118,12 @@ void check_against_reference(Mem& mem, typename rule_of<Case>::Hyper (*tweak)(ty
       if (narrow) {
         // The sharp check: 100 steps, each from the optimizer's own stored state.
         Problem prob2(shape, dc.p, dc.g, seed + 1000);
+        Mem mem2;
         alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Exec> opt2(
-            params_of(prob2, mem), h, o);
+            params_of(prob2, mem2), h, o);
         Reference<decltype(Case::reference(h))> ref2(prob2, Case::reference(h), param_store(dc.p, dc.pr),
                                                      state_store<Format>(), o.seed);
-        const LockstepResult l = run_lockstep(opt2, prob2, mem, ref2, 100, Case::kGradScale);
+        const LockstepResult l = run_lockstep(opt2, prob2, mem2, ref2, 100, Case::kGradScale);
         CHECK(l.finite);
         CHECK(l.worst <= 1.0);
         // Systematic one-ulp bias (truncating instead of rounding to nearest, a wrong

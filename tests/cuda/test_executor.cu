@@ -151,7 +151,9 @@ struct Twins {
       const std::string n = "w" + std::to_string(i);
       hostp.push_back({hp.host_view(i, n), hg.host_view(i, n + ".g")});
     }
-    host = std::make_unique<HostOpt>(hostp, h, o);
+    Options ho = o;
+    ho.allocator = nullptr;  // the host twin uses the host allocator
+    host = std::make_unique<HostOpt>(hostp, h, ho);
     cuda = std::make_unique<CudaOpt>(devp, h, o);
   }
   void step(double grad_scale, cudaStream_t s = nullptr) {

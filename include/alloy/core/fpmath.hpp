@@ -21,8 +21,9 @@ ALLOY_HD float mul(float a, float b) { return __fmul_rn(a, b); }
 ALLOY_HD float div(float a, float b) { return __fdiv_rn(a, b); }
 ALLOY_HD float sqrt(float a) { return __fsqrt_rn(a); }
 #else
-// Host builds must not contract (g++ -std=c++20 does not; -ffp-contract=off for gnu++ modes or
-// clang). The tests build with -ffp-contract=off and check host == CUDA bitwise.
+// Host code must be compiled without FP contraction: g++ contracts into FMA whenever the target
+// has it (-march=haswell and later, AArch64), in every -std mode. The alloy::alloy CMake target
+// adds -ffp-contract=off (option ALLOY_HOST_NO_FP_CONTRACT); without CMake, add it yourself.
 ALLOY_HD float add(float a, float b) { return a + b; }
 ALLOY_HD float sub(float a, float b) { return a - b; }
 ALLOY_HD float mul(float a, float b) { return a * b; }
@@ -32,11 +33,25 @@ ALLOY_HD float sqrt(float a) { return std::sqrt(a); }
 
 /// beta^t for an integer t >= 0 by binary exponentiation in double: the same sequence of
 /// correctly rounded double multiplies on host and device, so bias corrections agree bitwise.
+ALLOY_HD double dmul(double a, double b) {
+#if ALLOY_ON_DEVICE
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+ALLOY_HD double dsub(double a, double b) {
+#if ALLOY_ON_DEVICE
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
 ALLOY_HD double powi(double beta, unsigned t) {
   double result = 1.0, base = beta;
   while (t) {
-    if (t & 1u) result *= base;
-    base *= base;
+    if (t & 1u) result = dmul(result, base);
+    base = dmul(base, base);
     t >>= 1;
   }
   return result;

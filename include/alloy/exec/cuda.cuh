@@ -67,18 +67,30 @@ class CudaAllocator final : public Allocator {
   }
 };
 
-/// Launch shape of the step kernel for one parameter dtype, per architecture.
+/// Launch shape of the step kernel, per architecture.
 struct Tuning {
   int threads;  // per block
-  int unroll;   // tiles in flight per thread (each tile: 16 bytes of parameters)
+  int unroll;   // tiles in flight per thread
 };
 
-/// sm_90 (H100). Chosen on the `flat` and `llama1b` rows of bench/ (docs/benchmarks.md):
-/// 256 threads with 4 fp32 tiles (p, g, m, v: 16 independent 16-byte loads in flight per
-/// thread) and 2 bf16 tiles (8 elements each: the same 16 elements of state per thread).
-template <class PT>
+// sm_90 (H100) values; the macros exist so bench/tune.sh can sweep them without editing code.
+#ifndef ALLOY_SM90_THREADS
+#define ALLOY_SM90_THREADS 256
+#endif
+#ifndef ALLOY_SM90_UNROLL_4
+#define ALLOY_SM90_UNROLL_4 4
+#endif
+#ifndef ALLOY_SM90_UNROLL_8
+#define ALLOY_SM90_UNROLL_8 2
+#endif
+
+/// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows (docs/benchmarks.md
+/// gives the sweep): 256 threads; tiles of 4 elements (all arrays fp32) 4 deep, tiles of 8
+/// elements (some array 16-bit) 2 deep: about 16 elements of every array in flight per thread.
+template <class E>
 constexpr Tuning tuning_sm90() {
-  return sizeof(PT) == 4 ? Tuning{256, 4} : Tuning{256, 2};
+  return E::kVec == 4 ? Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_4}
+                      : Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_8};
 }
 
 template <class Scalars>
@@ -224,7 +236,7 @@ class Cuda::Backend {
       Launch l;
       dispatch_dtypes(p, g, rounding_, [&]<class PT, class GT, Rounding PR>() {
         using E = ElementStep<Rule, Format, PT, GT, PR>;
-        constexpr Tuning tune = tuning_sm90<PT>();
+        constexpr Tuning tune = tuning_sm90<E>();
         auto kernel = step_kernel<E, tune.threads, tune.unroll>;
         int per_sm = 0;
         ALLOY_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, tune.threads, 0));

@@ -13,6 +13,10 @@
 ALLOY_NAMESPACE_BEGIN
 namespace exec {
 
+#ifndef ALLOY_STREAMING_CACHE_HINTS
+#define ALLOY_STREAMING_CACHE_HINTS 1  // each byte is touched once per step: evict-first
+#endif
+
 namespace io {
 /// N consecutive elements from src. `Vector`: src is 16-byte aligned and N * sizeof(T) is a
 /// multiple of 16, so the device issues 16-byte loads.
@@ -22,7 +26,11 @@ ALLOY_HD void load(const T* ALLOY_RESTRICT src, T (&dst)[N]) {
   if constexpr (Vector && (N * sizeof(T)) % 16 == 0) {
 #pragma unroll
     for (int v = 0; v < int(N * sizeof(T) / 16); ++v) {
+#if ALLOY_STREAMING_CACHE_HINTS
       const uint4 x = __ldcs(reinterpret_cast<const uint4*>(src) + v);
+#else
+      const uint4 x = reinterpret_cast<const uint4*>(src)[v];
+#endif
       std::memcpy(&dst[v * 16 / sizeof(T)], &x, 16);
     }
   } else {
@@ -42,7 +50,11 @@ ALLOY_HD void store(T* ALLOY_RESTRICT dst, const T (&src)[N]) {
     for (int v = 0; v < int(N * sizeof(T) / 16); ++v) {
       uint4 x;
       std::memcpy(&x, &src[v * 16 / sizeof(T)], 16);
+#if ALLOY_STREAMING_CACHE_HINTS
       __stcs(reinterpret_cast<uint4*>(dst) + v, x);
+#else
+      reinterpret_cast<uint4*>(dst)[v] = x;
+#endif
     }
   } else {
 #pragma unroll
@@ -62,8 +74,12 @@ struct ElementStep {
   using Scalars = typename Rule::Scalars;
   static constexpr bool kRandom = Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
 
-  /// Tile width of the CUDA executor: 16 bytes of the parameter dtype.
-  static constexpr int kVec = int(16 / sizeof(PT));
+  /// Tile width of the CUDA executor: 16 bytes of the narrowest stored type, so that every
+  /// array of the tile (parameter, gradient, each moment) moves in whole 16-byte vectors.
+  static constexpr std::size_t kNarrowest =
+      sizeof(PT) < sizeof(GT) ? (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S))
+                              : (sizeof(GT) < sizeof(S) ? sizeof(GT) : sizeof(S));
+  static constexpr int kVec = int(16 / kNarrowest);
 
   /// A tile of N consecutive elements starting at index i0 of one tensor.
   template <int N>

@@ -59,8 +59,8 @@ struct AdamW {
   /// t >= 1. Bias corrections in double, with beta^t by binary exponentiation: the same bits
   /// on host and device.
   ALLOY_HD static Scalars scalars(const Hyper& h, std::uint32_t t) {
-    const double bc1 = 1.0 - fp::powi(double(h.beta1), t);
-    const double bc2 = 1.0 - fp::powi(double(h.beta2), t);
+    const double bc1 = fp::dsub(1.0, fp::powi(double(h.beta1), t));
+    const double bc2 = fp::dsub(1.0, fp::powi(double(h.beta2), t));
     Scalars s;
     s.step_size = float(double(h.lr) / bc1);
     s.decay = fp::sub(1.f, fp::mul(h.lr, h.weight_decay));
