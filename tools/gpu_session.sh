@@ -2,18 +2,18 @@
 # One call on the GPU machine: build the CUDA tests and the benchmark, run the tests, run
 # compute-sanitizer (memcheck, racecheck) on them, run the benchmark; logs under $OUT.
 #
-#   tools/gpu_session.sh [stages]     stages: any of build,test,sanitize,bench (default: all)
+#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,sanitize (default: all)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/alloy-out}
 mkdir -p "$OUT"
-STAGES=${1:-build,test,sanitize,bench}
+STAGES=${1:-build,test,tune,bench,sanitize}
 BUILD=build-gpu
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
 
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 
 if has build; then
   t0=$SECONDS
@@ -25,7 +25,7 @@ fi
 
 if has test; then
   t0=$SECONDS
-  timeout 300 $BUILD/tests/cuda/alloy_cuda_tests >"$OUT/cuda_tests.log" 2>&1
+  timeout 200 $BUILD/tests/cuda/alloy_cuda_tests >"$OUT/cuda_tests.log" 2>&1
   rc=$?
   note "cuda tests: rc=$rc in $((SECONDS - t0)) s: $(grep -E '^\[doctest\] (test cases|assertions)' "$OUT/cuda_tests.log" | tr '\n' ' ')"
 fi
@@ -36,11 +36,18 @@ if has sanitize; then
   SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*'
   for tool in memcheck racecheck; do
     t0=$SECONDS
-    timeout 400 compute-sanitizer --tool $tool --error-exitcode 9 \
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
       $BUILD/tests/cuda/alloy_cuda_tests "$SUB" >"$OUT/sanitize_$tool.log" 2>&1
     rc=$?
     note "compute-sanitizer $tool: rc=$rc in $((SECONDS - t0)) s: $(grep -E 'ERROR SUMMARY|test cases' "$OUT/sanitize_$tool.log" | tr '\n' ' ')"
   done
+fi
+
+if has tune; then
+  t0=$SECONDS
+  timeout 280 bench/tune.sh /tmp/tune-out >"$OUT/tune.txt" 2>/tmp/tune-out.err
+  note "tune: rc=$? in $((SECONDS - t0)) s"
+  cat "$OUT/tune.txt"
 fi
 
 if has bench; then
