@@ -30,19 +30,6 @@ if has test; then
   note "cuda tests: rc=$rc in $((SECONDS - t0)) s: $(grep -E '^\[doctest\] (test cases|assertions)' "$OUT/cuda_tests.log" | tr '\n' ' ')"
 fi
 
-if has sanitize; then
-  # The executor tests run every kernel instantiation (rules x formats x dtype pairs x
-  # alignments); the reference tests repeat them over 100 small steps and are left out here.
-  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*'
-  for tool in memcheck racecheck; do
-    t0=$SECONDS
-    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
-      $BUILD/tests/cuda/alloy_cuda_tests "$SUB" >"$OUT/sanitize_$tool.log" 2>&1
-    rc=$?
-    note "compute-sanitizer $tool: rc=$rc in $((SECONDS - t0)) s: $(grep -E 'ERROR SUMMARY|test cases' "$OUT/sanitize_$tool.log" | tr '\n' ' ')"
-  done
-fi
-
 if has tune; then
   t0=$SECONDS
   timeout 280 bench/tune.sh /tmp/tune-out >"$OUT/tune.txt" 2>/tmp/tune-out.err
@@ -56,6 +43,19 @@ if has bench; then
   note "bench: rc=$? in $((SECONDS - t0)) s"
   cp /tmp/bench-out/latest.json /tmp/bench-out/table.txt "$OUT/" 2>/dev/null
   cat /tmp/bench-out/table.txt 2>/dev/null
+fi
+
+if has sanitize; then
+  # The executor tests run every kernel instantiation (rules x formats x dtype pairs x
+  # alignments); the reference tests repeat them over 100 small steps and are left out here.
+  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*'
+  for tool in memcheck racecheck; do
+    t0=$SECONDS
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
+      $BUILD/tests/cuda/alloy_cuda_tests "$SUB" >"$OUT/sanitize_$tool.log" 2>&1
+    rc=$?
+    note "compute-sanitizer $tool: rc=$rc in $((SECONDS - t0)) s: $(grep -E 'ERROR SUMMARY|test cases' "$OUT/sanitize_$tool.log" | tr '\n' ' ')"
+  done
 fi
 
 echo
