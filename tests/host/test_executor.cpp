@@ -596,13 +596,15 @@ int moments_of(const typename Rule::Hyper& h) {
 
 template <class Rule, class State>
 void check_accounting(const char* what, std::vector<typename Rule::Hyper> hypers, std::size_t bytes_per_param_first) {
-  INFO(what);
+  INFO(std::string(what));
   using Opt = alloy::Optimizer<Rule, State>;
   const std::size_t sizes[] = {1, 3, 4095, 4097, 777, 10};
   World w(1234);
   auto alloc = std::make_shared<CountingAllocator>();
   std::vector<Param> ps;
-  for (std::size_t n : sizes) ps.push_back(Param{w.tensor(DType::f32, n), w.grad(DType::f32, n)});
+  const char* names[] = {"a", "b", "c", "d", "e", "f"};
+  for (std::size_t i = 0; i < std::size(sizes); ++i)
+    ps.push_back(Param{w.tensor(DType::f32, sizes[i], names[i]), w.grad(DType::f32, sizes[i])});
   alloy::Options o;
   o.allocator = alloc;
   {
