@@ -78,7 +78,7 @@ class Optimizer {
   /// tensors get indices num_tensors() .. num_tensors() + params.size() - 1 and zero state.
   std::size_t add_group(Group group) {
     const std::size_t gi = groups_.size();
-    if (group.name.empty()) group.name = "group " + std::to_string(gi);
+    if (group.name.empty()) group.name = std::to_string(gi);
     Rule::validate(group.hyper, "group '" + group.name + "'");
     if (group.params.empty()) detail::fail("group '", group.name, "': has no tensors");
 
@@ -120,7 +120,7 @@ class Optimizer {
       }
 
     for (Record& r : fresh) records_.push_back(std::move(r));
-    groups_.push_back(GroupInfo{group.name, group.hyper});
+    groups_.push_back(GroupInfo{group.name, group.hyper, Rule::moments_used(group.hyper)});
     rebuild();
     return gi;
   }
@@ -132,7 +132,7 @@ class Optimizer {
     check_index(t);
     Record& r = records_[t];
     check_grad(r.param, grad, r.name);
-    if (grad.data) check_overlap_one(grad, r.name + ".grad", t);
+    if (grad.data) check_overlap_one(grad, "gradient of '" + r.name + "'", t);
     r.grad = std::move(grad);
     dirty_ = true;
   }
@@ -149,7 +149,7 @@ class Optimizer {
   void set_hyper(std::size_t g, const Hyper& h) {
     check_group(g);
     Rule::validate(h, "group '" + groups_[g].name + "'");
-    if (Rule::moments_used(h) > Rule::moments_used(groups_[g].hyper))
+    if (Rule::moments_used(h) > groups_[g].moments)
       detail::fail("group '", groups_[g].name,
                    "': these hyperparameters need more state than the group was registered "
                    "with (e.g. momentum turned on later); register the group with them");
@@ -239,6 +239,7 @@ class Optimizer {
   struct GroupInfo {
     std::string name;
     Hyper hyper;
+    int moments;  // moments its tensors were registered with (state exists for these)
   };
 
   /// Whether a step draws random numbers for a tensor of this dtype (stochastic rounding).
@@ -264,6 +265,8 @@ class Optimizer {
     if (reinterpret_cast<std::uintptr_t>(v.data) % dtype_size(v.dtype))
       detail::fail(what, ": pointer is not aligned to its element size (", dtype_size(v.dtype),
                    " bytes); such storage cannot be addressed as ", dtype_name(v.dtype));
+    if (!v.device.is_cuda() && v.device.index != 0)
+      detail::fail(what, ": host device index must be 0 (got ", v.device.index, ")");
     if (v.device.kind != Exec::kKind)
       detail::fail(what, ": is on ", to_string(v.device), " but this optimizer uses the ",
                    Exec::kName, " executor",

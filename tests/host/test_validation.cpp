@@ -292,7 +292,7 @@ TEST_CASE("validation: broken tensors in add_group are rejected and change nothi
   expect_rejected("gradient on another host device than its parameter", opt, wa,
                   group_with(P(World::alias(sp, 0, DType::f32, 10, "hostgrad"),
                                TensorView(spg.data, 10, DType::f32, Device{Device::Kind::host, 1}))),
-                  {"gradient of 'hostgrad'", "the parameter on"});
+                  {"gradient of 'hostgrad'", "host device index must be 0"});
   expect_rejected("gradient element count", opt, wa,
                   group_with(P(World::alias(sp, 0, DType::f32, 10, "short"), World::alias(spg, 0, DType::f32, 9))),
                   {"gradient of 'short'", "has 9 elements", "the parameter 10"});
@@ -415,7 +415,7 @@ TEST_CASE("validation: overlapping tensors, duplicate names and keys, empty grou
 
   // Groups.
   expect_rejected("a named empty group", opt, wa, add({}, "nothing"), {"group 'nothing'", "no tensors"});
-  expect_rejected("an unnamed empty group", opt, wa, add({}, ""), {"group 2", "no tensors"});
+  expect_rejected("an unnamed empty group", opt, wa, add({}, ""), {"group '2'", "no tensors"});
 
   // Accepted: touching but not overlapping spans, and unnamed tensors (named by index).
   opt.add_group({{P(v32(a.spare32, 0, 10, "left"), v32(a.spare32_g, 0, 10)),
@@ -474,9 +474,9 @@ TEST_CASE("validation: AdamW hyperparameters in add_group, set_hyper, set_lr and
                     {"group 'bad'", x.fragment});
     expect_rejected("set_hyper", opt, wa, [&] { opt.set_hyper(1, x.h); }, {"group 'second'", x.fragment});
     expect_constructor_rejected("constructor", wa, [&] { AdamWOpt o({P(a.fresh, a.fresh_g)}, x.h); },
-                                {"group 0", x.fragment});
+                                {"group '0'", x.fragment});
   }
-  expect_rejected("set_lr(NaN)", opt, wa, [&] { opt.set_lr(0, kNaN); }, {"group 0", "lr = nan"});
+  expect_rejected("set_lr(NaN)", opt, wa, [&] { opt.set_lr(0, kNaN); }, {"group '0'", "lr = nan"});
   expect_rejected("set_lr(-1)", opt, wa, [&] { opt.set_lr(1, -1.f); }, {"group 'second'", "lr = -1"});
   expect_rejected("set_lr(inf)", opt, wa, [&] { opt.set_lr(1, kInf); }, {"group 'second'", "lr = inf"});
 
@@ -643,14 +643,14 @@ TEST_CASE("validation: indices out of range and set_grad with a mismatched view"
   expect_rejected("shape", opt, wa,
                   [&] { opt.set_grad(1, TensorView(spg.data, 37, DType::bf16, Device::host(), {}, {6, 6})); },
                   {"gradient of 'w1'", "shape has 36 elements"});
-  // (set_grad names the new gradient "<tensor>.grad" where registration says "gradient of".)
+  // (set_grad names the new gradient as registration does: "gradient of '<tensor>'".)
   expect_rejected("overlaps its own parameter", opt, wa, [&] { opt.set_grad(0, v(a.w0, 0, DType::f32, 1000)); },
-                  {"w0.grad", "tensor 'w0'", "overlaps"});
+                  {"gradient of 'w0'", "tensor 'w0'", "overlaps"});
   expect_rejected("overlaps another parameter", opt, wa,
                   [&] { opt.set_grad(2, World::alias(a.w3, 256, DType::bf16, 1)); },
-                  {"w2.grad", "tensor 'w3'", "overlaps"});
+                  {"gradient of 'w2'", "tensor 'w3'", "overlaps"});
   expect_rejected("overlaps another gradient", opt, wa, [&] { opt.set_grad(0, World::alias(a.g1, 0, DType::f32, 1000)); },
-                  {"w0.grad", "gradient of 'w1'", "overlaps"});
+                  {"gradient of 'w0'", "gradient of 'w1'", "overlaps"});
 
   // Accepted: a new buffer over this tensor's own old gradient (it is being replaced).
   opt.set_grad(0, v(a.g0, 0, DType::f32, 1000));
@@ -706,4 +706,45 @@ TEST_CASE("validation: element-aligned but not vector-aligned tensors step like 
     moved = moved || std::memcmp(p0[t].param.data, pa[t].param.data, pa[t].param.bytes()) != 0;
   }
   CHECK(moved);
+}
+
+TEST_CASE("validation: a tensor that draws random numbers needs a name or a key") {
+  World w(606);
+  const TensorView named = w.tensor(DType::bf16, 40, "named"), gn = w.grad(DType::bf16, 40);
+  const TensorView anon = w.tensor(DType::bf16, 41, ""), ga = w.grad(DType::bf16, 41);
+  alloy::Options o;
+  o.param_rounding = alloy::Rounding::stochastic;
+  AdamWOpt opt({P(named, gn)}, kAdamW, o);
+  opt.step();
+  // Stochastic parameter rounding: an unnamed, unkeyed tensor would draw from a stream that
+  // depends on its registration position.
+  expect_rejected("unnamed bf16 tensor, stochastic parameter rounding", opt, w,
+                  [&] { opt.add_group({{P(anon, ga)}, kAdamW, "anon"}); },
+                  {"#1", "neither a name nor Param::key", "stochastic rounding"});
+  // An explicit key is enough.
+  alloy::Param keyed = P(anon, ga);
+  keyed.key = 12345u;
+  opt.add_group({{keyed}, kAdamW, "keyed"});
+  CHECK(opt.key(1) == 12345u);
+  // Without any random stream an unnamed tensor is fine.
+  const TensorView anon32 = w.tensor(DType::f32, 42, ""), g32 = w.grad(DType::f32, 42);
+  AdamWOpt plain({P(anon32, g32)}, kAdamW);
+  plain.step();
+  CHECK(plain.step_count(0) == 1);
+}
+
+TEST_CASE("validation: momentum may come back after it was set to zero (state still exists)") {
+  World w(707);
+  const TensorView p = w.tensor(DType::f32, 64, "p"), g = w.grad(DType::f32, 64);
+  const Sgd::Hyper mom{0.05f, 0.9f, 0.f, 0.f, false, false};
+  alloy::Optimizer<Sgd> opt({P(p, g)}, mom);
+  opt.step();
+  Sgd::Hyper off = mom;
+  off.momentum = 0.f;
+  opt.set_hyper(0, off);
+  opt.step();
+  opt.set_hyper(0, mom);  // allowed: the group was registered with momentum
+  opt.step();
+  CHECK(opt.hyper(0).momentum == 0.9f);
+  CHECK(opt.step_count(0) == 3);
 }

@@ -84,9 +84,12 @@ struct Tuning {
 #define ALLOY_SM90_UNROLL_8 2
 #endif
 
-/// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows (docs/benchmarks.md
-/// gives the sweep): 256 threads; tiles of 4 elements (all arrays fp32) 4 deep, tiles of 8
-/// elements (some array 16-bit) 2 deep: about 16 elements of every array in flight per thread.
+/// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows
+/// (bench/results/tune_sm90.txt, docs/benchmarks.md): 256 threads; tiles of 4 elements (all
+/// arrays fp32) 4 deep, tiles of 8 elements (some array 16-bit) 2 deep, i.e. 16 elements of
+/// every array in flight per thread. 512 threads: within +-0.5% except -2.6% on AdamW/Bf16
+/// bf16 flat; half the depth: up to -2% (AdamW/Fp32 bf16 flat); twice the depth: -13 to -20%
+/// on AdamW (register pressure halves occupancy).
 template <class E>
 constexpr Tuning tuning_sm90() {
   return E::kVec == 4 ? Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_4}

@@ -13,8 +13,10 @@
 ALLOY_NAMESPACE_BEGIN
 namespace exec {
 
+// Evict-first (__ldcs/__stcs) hints on the 16-byte accesses. Off: plain loads and stores ran
+// 1.5-2.5% faster on every sm_90 row of bench/tune.sh (bench/results/tune_sm90.txt, "nohint").
 #ifndef ALLOY_STREAMING_CACHE_HINTS
-#define ALLOY_STREAMING_CACHE_HINTS 1  // each byte is touched once per step: evict-first
+#define ALLOY_STREAMING_CACHE_HINTS 0
 #endif
 
 namespace io {
