@@ -33,6 +33,13 @@ concept SharePolicy = requires { { S::kIsSharePolicy } -> std::convertible_to<bo
 template <class G>
 concept GradPolicy = requires { { G::kIsGradPolicy } -> std::convertible_to<bool>; { G::kReadsGradient } -> std::convertible_to<bool>; };
 
+/// Whether a gradient source is zeroth-order (grad::Spsa): it has kZerothOrder = true.
+template <class G>
+constexpr bool is_zeroth_order() {
+  if constexpr (requires { G::kZerothOrder; }) return bool(G::kZerothOrder);
+  else return false;
+}
+
 namespace detail {
 /// The composition rules. Instantiated by Optimizer; each message says what to change.
 template <class Rule, class State, class Share, class Grad>
@@ -61,7 +68,7 @@ struct CheckComposition {
     else return true;
   }();
   static constexpr bool kGradientOk = [] {
-    if constexpr (GradPolicy<Grad>) return bool(Grad::kReadsGradient);
+    if constexpr (GradPolicy<Grad>) return bool(Grad::kReadsGradient) || is_zeroth_order<Grad>();
     else return true;
   }();
   static_assert(kSharingOk,
@@ -72,8 +79,9 @@ struct CheckComposition {
                 "alloy: block-quantized state formats need the block-aware tile of [int8]; "
                 "this executor handles elementwise formats (state::Fp32, state::Bf16)");
   static_assert(kGradientOk,
-                "alloy: zeroth-order gradient sources need the SPSA passes of [spsa]; this "
-                "executor steps from a gradient buffer (grad::Backprop)");
+                "alloy: a gradient source that reads no gradient buffer must be zeroth-order "
+                "(kZerothOrder = true, with its passes, as grad::Spsa); use grad::Backprop or "
+                "grad::Spsa<>");
   static constexpr bool value = true;
 };
 }  // namespace detail

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -17,6 +19,7 @@
 #include "exec/host.hpp"
 #include "exec/table.hpp"
 #include "grad/backprop.hpp"
+#include "grad/spsa.hpp"
 #include "share/per_parameter.hpp"
 #include "state/fp32.hpp"
 
@@ -48,6 +51,7 @@ class Optimizer {
   using Hyper = typename Rule::Hyper;
   using Stored = typename State::Stored;
   static constexpr int kMoments = Rule::kMoments;
+  static constexpr bool kZerothOrder = is_zeroth_order<Grad>();
 
   struct Group {
     std::vector<Param> params;
@@ -62,6 +66,15 @@ class Optimizer {
     if (options_.param_rounding != Rounding::nearest &&
         options_.param_rounding != Rounding::stochastic)
       detail::fail("Options::param_rounding has an unknown value");
+    if constexpr (kZerothOrder) {
+      if (!std::isfinite(options_.zo_eps) || !(options_.zo_eps > 0.f))
+        detail::fail("Options::zo_eps = ", options_.zo_eps, " must be finite and > 0");
+      if (options_.zo_directions < 1 || options_.zo_directions > unsigned(Grad::kMaxDirections))
+        detail::fail("Options::zo_directions = ", options_.zo_directions, " must be in [1, ",
+                     Grad::kMaxDirections, "]");
+    }
+    if (!options_.no_decay && kZerothOrder)
+      options_.no_decay = std::vector<std::string>{"bias", "layer_norm", "layernorm"};
   }
   Optimizer(std::vector<Param> params, Hyper hyper = {}, Options options = {})
       : Optimizer(std::move(options)) {
@@ -81,6 +94,7 @@ class Optimizer {
     if (group.name.empty()) group.name = std::to_string(gi);
     Rule::validate(group.hyper, "group '" + group.name + "'");
     if (group.params.empty()) detail::fail("group '", group.name, "': has no tensors");
+    check_not_perturbed("add_group");
 
     // Validate every tensor against every rule before touching anything.
     std::vector<Record> fresh;
@@ -96,6 +110,11 @@ class Optimizer {
                      "numbers for it (stochastic rounding), which must not depend on "
                      "registration order; name the tensor or give it a key");
       check_param(p.param, r.name);
+      if constexpr (kZerothOrder) {
+        if (p.grad.data)
+          detail::fail("tensor '", r.name, "': ", Grad::kName,
+                       " computes the gradient from losses; register the tensor without one");
+      }
       check_grad(p.param, p.grad, r.name);
       r.param = p.param;
       r.grad = p.grad;
@@ -129,6 +148,8 @@ class Optimizer {
   /// is skipped (its step count does not advance) until a gradient is bound again. Costs a table
   /// rebuild at the next step (re-capture a CUDA graph after changing bindings).
   void set_grad(std::size_t t, TensorView grad) {
+    if constexpr (kZerothOrder)
+      detail::fail(Grad::kName, " computes gradients from losses: set_grad does not apply");
     check_index(t);
     Record& r = records_[t];
     check_grad(r.param, grad, r.name);
@@ -140,6 +161,7 @@ class Optimizer {
   /// A frozen tensor is skipped by step() and keeps its state (torch: requires_grad=False).
   void set_frozen(std::size_t t, bool frozen) {
     check_index(t);
+    check_not_perturbed("set_frozen");
     records_[t].frozen = frozen;
     dirty_ = true;
   }
@@ -170,8 +192,118 @@ class Optimizer {
   /// One optimizer step over every active tensor. CUDA: enqueued on `stream`, no allocation,
   /// no host synchronization (unless bindings changed since the last step).
   void step(Stream stream = nullptr) {
+    static_assert(!kZerothOrder,
+                  "alloy: a zeroth-order optimizer steps with step(loss_fn) or with "
+                  "perturb/flip/update (docs/policies/spsa.md)");
     if (dirty_) rebuild();
     backend_.step(stream);
+  }
+
+  // ---- zeroth-order gradient sources (grad::Spsa) ----
+
+  /// Where the parameters stand relative to p: at p, at p + eps z, or at p - eps z.
+  enum class Perturbation { none, plus, minus };
+  struct PerturbationInfo {
+    Perturbation state;
+    int direction;        // k of z_k
+    std::uint64_t step;   // the step z belongs to (keys the direction stream with the seed)
+    std::uint64_t seed;
+    float eps;
+  };
+  /// The projected gradients of a step, in one of three forms: executor memory (device
+  /// pointers on CUDA: no host sync, graph-capturable; all-reduce them first in data-parallel
+  /// runs), losses in executor memory (c_k = (loss_plus[k] - loss_minus[k]) / (2 eps)), or values.
+  struct ProjectedGradient {
+    const float* c = nullptr;
+    const float* loss_plus = nullptr;
+    const float* loss_minus = nullptr;
+    float values[8] = {};
+  };
+
+  bool is_perturbed() const { return zo_state_ != Perturbation::none; }
+  PerturbationInfo perturbation() const {
+    return {zo_state_, zo_direction_, global_step() + 1, options_.seed, options_.zo_eps};
+  }
+
+  /// Pass: p <- p + eps z_k of the coming step. Parameters must be at p.
+  void perturb(Stream stream = nullptr, int k = 0) {
+    static_assert(kZerothOrder, "alloy: perturb() needs a zeroth-order gradient source (grad::Spsa)");
+    check_direction(k);
+    if (zo_state_ != Perturbation::none)
+      detail::fail("perturb(): parameters are already perturbed; restore() or update() first");
+    zo_pass(1.f, k, Purpose::rounding_perturb, stream);
+    zo_state_ = Perturbation::plus;
+    zo_direction_ = k;
+  }
+  /// Pass: p + eps z_k -> p - eps z_k.
+  void flip(Stream stream = nullptr) {
+    static_assert(kZerothOrder, "alloy: flip() needs a zeroth-order gradient source (grad::Spsa)");
+    if (zo_state_ != Perturbation::plus) detail::fail("flip(): parameters are not at p + eps z");
+    zo_pass(-2.f, zo_direction_, Purpose::rounding_flip, stream);
+    zo_state_ = Perturbation::minus;
+  }
+  /// Pass: back to p (equal to the unperturbed parameters within rounding, not bitwise).
+  void restore(Stream stream = nullptr) {
+    static_assert(kZerothOrder, "alloy: restore() needs a zeroth-order gradient source (grad::Spsa)");
+    if (zo_state_ == Perturbation::none) return;
+    zo_pass(zo_state_ == Perturbation::plus ? -1.f : 1.f, zo_direction_, Purpose::rounding_restore, stream);
+    zo_state_ = Perturbation::none;
+  }
+  /// The update pass of the step: restores p from p - eps z_{n-1} (after flip) in registers,
+  /// applies the rule with g = (1/n) sum_k c_k z_k, and with `fold` adds eps z_0 of the next
+  /// step before storing (then the parameters stay perturbed: is_perturbed() is true).
+  void update(const ProjectedGradient& c, Stream stream = nullptr, bool fold = true) {
+    static_assert(kZerothOrder, "alloy: update() needs a zeroth-order gradient source (grad::Spsa)");
+    const int n = int(options_.zo_directions);
+    if (zo_state_ == Perturbation::plus)
+      detail::fail("update(): parameters are at p + eps z; flip() (and evaluate) or restore() first");
+    if (zo_state_ == Perturbation::minus && zo_direction_ != n - 1)
+      detail::fail("update(): parameters are at p - eps z_", zo_direction_,
+                   " but the update restores direction ", n - 1, "; restore() first");
+    if (!c.c && !c.loss_plus)
+      for (int k = 0; k < n; ++k)
+        if (!std::isfinite(c.values[k]))
+          detail::fail("update(): projected gradient ", k, " = ", c.values[k], " is not finite");
+    if (c.loss_plus && !c.loss_minus) detail::fail("update(): loss_plus given without loss_minus");
+    if (dirty_) rebuild();
+    exec::ZoUpdateArgs<Grad::kMaxDirections> a{};
+    a.eps = options_.zo_eps;
+    a.restore = zo_state_ == Perturbation::minus ? 1.f : 0.f;
+    a.directions = n;
+    a.fold = fold ? 1 : 0;
+    a.c = c.c;
+    a.loss_plus = c.loss_plus;
+    a.loss_minus = c.loss_minus;
+    for (int k = 0; k < Grad::kMaxDirections; ++k) a.c_value[k] = c.values[k];
+    backend_.template run<typename Grad::template UpdateKind<Rule, State>>(
+        a, true, std::uint8_t(Purpose::rounding), stream);
+    zo_state_ = fold ? Perturbation::plus : Perturbation::none;
+    zo_direction_ = 0;
+  }
+
+  /// A whole zeroth-order step (MeZO's loop, fused): `loss_fn()` evaluates the loss of the
+  /// current parameters on the caller's batch and returns it as a float (it is called twice per
+  /// direction). Returns the first loss, L(p + eps z_0), as MeZO reports it. Two passes over the
+  /// parameters per step with one direction (flip, then update + next perturbation); the very
+  /// first step adds one perturbation pass.
+  template <class F>
+    requires std::is_invocable_r_v<float, F&>
+  float step(F&& loss_fn, Stream stream = nullptr) {
+    static_assert(kZerothOrder, "alloy: step(loss_fn) needs a zeroth-order gradient source (grad::Spsa)");
+    const int n = int(options_.zo_directions);
+    ProjectedGradient c;
+    float first = 0.f;
+    for (int k = 0; k < n; ++k) {
+      if (zo_state_ == Perturbation::none) perturb(stream, k);
+      const float lp = loss_fn();
+      flip(stream);
+      const float lm = loss_fn();
+      if (k == 0) first = lp;
+      c.values[k] = (lp - lm) / (2.f * options_.zo_eps);
+      if (k + 1 < n) restore(stream);
+    }
+    update(c, stream, true);
+    return first;
   }
 
   std::size_t num_tensors() const { return records_.size(); }
@@ -242,6 +374,21 @@ class Optimizer {
     int moments;  // moments its tensors were registered with (state exists for these)
   };
 
+  void check_not_perturbed(const char* what) const {
+    if (zo_state_ != Perturbation::none)
+      detail::fail(what, "(): the parameters are perturbed (", zo_state_ == Perturbation::plus ? "+" : "-",
+                   "eps z); call restore() first");
+  }
+  void check_direction(int k) const {
+    if (k < 0 || k >= int(options_.zo_directions))
+      detail::fail("direction ", k, " out of range: Options::zo_directions = ", options_.zo_directions);
+  }
+  void zo_pass(float scale, int k, Purpose rounding, Stream stream) {
+    if (dirty_) rebuild();
+    backend_.template run<exec::ZoPerturbKind<Grad::kDirection>>(
+        exec::ZoPerturbArgs{options_.zo_eps, scale, k}, false, std::uint8_t(rounding), stream);
+  }
+
   /// Whether a step draws random numbers for a tensor of this dtype (stochastic rounding).
   bool draws_random(DType param) const {
     return State::kRandom ||
@@ -283,7 +430,7 @@ class Optimizer {
       if (n != v.numel)
         detail::fail(what, ": shape has ", n, " elements but numel is ", v.numel);
     }
-    Exec::template Backend<Rule, State>::check_view(v, what);
+    Exec::template Backend<Rule, State, Grad>::check_view(v, what);
   }
 
   void check_param(const TensorView& p, const std::string& name) const {
@@ -381,7 +528,10 @@ class Optimizer {
       e.key = r.key;
       e.group = r.group;
       e.flags = 0;
-      if (r.grad.data && !r.frozen) e.flags |= exec::kTensorActive;
+      if ((r.grad.data || !Grad::kReadsGradient) && !r.frozen) e.flags |= exec::kTensorActive;
+      if (options_.no_decay)
+        for (const auto& pat : *options_.no_decay)
+          if (!pat.empty() && r.name.find(pat) != std::string::npos) e.flags |= exec::kNoDecay;
       if (reinterpret_cast<std::uintptr_t>(r.param.data) % 16 == 0) e.flags |= exec::kParamAligned16;
       if (reinterpret_cast<std::uintptr_t>(r.grad.data) % 16 == 0) e.flags |= exec::kGradAligned16;
       e.moments = std::uint8_t(r.moments);
@@ -397,10 +547,12 @@ class Optimizer {
 
   Options options_;
   std::shared_ptr<Allocator> alloc_;
-  typename Exec::template Backend<Rule, State> backend_;
+  typename Exec::template Backend<Rule, State, Grad> backend_;
   std::vector<Record> records_;
   std::vector<GroupInfo> groups_;
   bool dirty_ = false;
+  Perturbation zo_state_ = Perturbation::none;
+  int zo_direction_ = 0;
 };
 
 ALLOY_NAMESPACE_END

@@ -22,7 +22,7 @@ struct BlockState {
   static float decode(Stored s) { return s; }
   static Stored encode(float x, std::uint32_t) { return x; }
 };
-/// A zeroth-order gradient source (does not read a gradient buffer).
+/// A gradient source that reads no gradient buffer but is not zeroth-order either.
 struct ZerothOrder {
   static constexpr bool kIsGradPolicy = true;
   static constexpr bool kReadsGradient = false;
@@ -56,7 +56,7 @@ alloy::Optimizer<alloy::rule::Sgd, alloy::state::Fp32, test_local::SharesSecondM
 // A block-quantized state format on an elementwise executor.
 alloy::Optimizer<alloy::rule::AdamW, test_local::BlockState> x;
 #elif CASE == 7
-// A zeroth-order gradient source on an executor that steps from gradient buffers.
+// A gradient source that reads no gradient and has no zeroth-order passes.
 alloy::Optimizer<alloy::rule::AdamW, alloy::state::Fp32, alloy::share::PerParameter,
                  test_local::ZerothOrder>
     x;

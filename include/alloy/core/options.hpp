@@ -3,6 +3,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "allocator.hpp"
 #include "dtype.hpp"
@@ -22,6 +25,13 @@ struct Options {
   unsigned host_threads = 0;
   /// CUDA executor: thread blocks per launch (0: one full wave, from the tuning table).
   unsigned cuda_blocks = 0;
+  /// Tensors whose name contains one of these get no weight decay. Unset: none for gradient
+  /// sources that read gradients (as torch), MeZO's {"bias", "layer_norm", "layernorm"} for
+  /// zeroth-order ones (grad::Spsa).
+  std::optional<std::vector<std::string>> no_decay;
+  /// Zeroth-order (grad::Spsa): perturbation size eps and directions per step (1 .. 8).
+  float zo_eps = 1e-3f;
+  unsigned zo_directions = 1;
 };
 
 ALLOY_NAMESPACE_END

@@ -53,6 +53,11 @@ enum class Purpose : std::uint8_t {
   /// Stochastic rounding of a step's stores: output word 0 rounds the parameter, words 1 and 2
   /// the first and second moment, word 3 is reserved.
   rounding = 0,
+  /// Stochastic rounding of the zeroth-order parameter passes that are not the update:
+  /// rounding + 1 the perturbation, + 2 the flip, + 3 a restore.
+  rounding_perturb = 1,
+  rounding_flip = 2,
+  rounding_restore = 3,
   /// Zeroth-order directions ([spsa]): purpose values 16 + direction index.
   spsa_direction = 16,
 };

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,21 +97,24 @@ constexpr Tuning tuning_sm90() {
                       : Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_8};
 }
 
-template <class Scalars>
+template <class E, class RuleScalars>
 struct StepParams {
   const TensorEntry* entries;
   const Chunk* chunks;
   const std::uint32_t* worker_begin;
-  const Scalars* scalars;
+  const RuleScalars* scalars;
   const std::uint32_t* global_step;
+  std::uint32_t step_offset;  // 0: the step the prologue just advanced to; 1: the next one
   std::uint64_t seed;
+  std::uint8_t rounding_purpose;
+  typename E::Args args;
 };
 
 /// Elements [begin, end) of one tensor by one block: 16-byte tiles in the body (begin is a
 /// multiple of kChunkAlign, hence of the tile width), one element per thread in the tail.
 template <class E, int kThreads, int kUnroll, bool VP, bool VG>
 __device__ __forceinline__ void step_range(const TensorEntry& t, const typename E::Scalars& s,
-                                           const RandomStream& rng, std::uint64_t begin,
+                                           const Pass<typename E::Args>& pass, std::uint64_t begin,
                                            std::uint64_t end) {
   constexpr int N = E::kVec;
   using Tile = typename E::template Tile<N>;
@@ -125,29 +129,30 @@ __device__ __forceinline__ void step_range(const TensorEntry& t, const typename 
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const std::uint64_t v = v0 + std::uint64_t(u) * kThreads;
-      if (v < tiles) tile[u].template update_store<VP, true>(t, begin + v * N, s, rng);
+      if (v < tiles) tile[u].template update_store<VP, true>(t, begin + v * N, s, pass);
     }
   }
   const std::uint64_t tail = begin + tiles * N;
-  if (threadIdx.x < end - tail) E::scalar_range(t, tail + threadIdx.x, tail + threadIdx.x + 1, s, rng);
+  if (threadIdx.x < end - tail) E::scalar_range(t, tail + threadIdx.x, tail + threadIdx.x + 1, s, pass);
 }
 
 /// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
-template <class E, int kThreads, int kUnroll>
+template <class E, class RuleScalars, int kThreads, int kUnroll>
 __global__ void __launch_bounds__(kThreads)
-    step_kernel(const __grid_constant__ StepParams<typename E::Scalars> prm) {
-  const std::uint32_t step = *prm.global_step;
+    step_kernel(const __grid_constant__ StepParams<E, RuleScalars> prm) {
+  const Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset,
+                                    prm.rounding_purpose, prm.args};
   const std::uint32_t first = prm.worker_begin[blockIdx.x], last = prm.worker_begin[blockIdx.x + 1];
   for (std::uint32_t c = first; c < last; ++c) {
     const Chunk ch = prm.chunks[c];
     const TensorEntry t = prm.entries[ch.tensor];
-    const typename E::Scalars s = prm.scalars[ch.tensor];
-    const RandomStream rng = rounding_stream(prm.seed, step, t.key);
+    typename E::Scalars s{};
+    if constexpr (std::is_same_v<typename E::Scalars, RuleScalars>) s = prm.scalars[ch.tensor];
     const bool vp = t.flags & kParamAligned16, vg = t.flags & kGradAligned16;
-    if (vp && vg) step_range<E, kThreads, kUnroll, true, true>(t, s, rng, ch.begin, ch.end);
-    else if (vp) step_range<E, kThreads, kUnroll, true, false>(t, s, rng, ch.begin, ch.end);
-    else if (vg) step_range<E, kThreads, kUnroll, false, true>(t, s, rng, ch.begin, ch.end);
-    else step_range<E, kThreads, kUnroll, false, false>(t, s, rng, ch.begin, ch.end);
+    if (vp && vg) step_range<E, kThreads, kUnroll, true, true>(t, s, pass, ch.begin, ch.end);
+    else if (vp) step_range<E, kThreads, kUnroll, true, false>(t, s, pass, ch.begin, ch.end);
+    else if (vg) step_range<E, kThreads, kUnroll, false, true>(t, s, pass, ch.begin, ch.end);
+    else step_range<E, kThreads, kUnroll, false, false>(t, s, pass, ch.begin, ch.end);
   }
 }
 
@@ -161,7 +166,7 @@ __global__ void prologue_kernel(const TensorEntry* entries, std::uint32_t n,
   if (t == 0) ++*global_step;
   if (t >= n || !(entries[t].flags & kTensorActive)) return;
   const std::uint32_t c = ++counts[t];
-  scalars[t] = Rule::scalars(hypers[entries[t].group], c);
+  scalars[t] = Rule::scalars(tensor_hyper(hypers[entries[t].group], entries[t].flags), c);
 }
 
 template <class Hyper>
@@ -174,11 +179,11 @@ struct Cuda {
   static constexpr Device::Kind kKind = Device::Kind::cuda;
   static constexpr const char* kName = "CUDA";
   static std::shared_ptr<Allocator> default_allocator() { return std::make_shared<CudaAllocator>(); }
-  template <class Rule, class Format>
+  template <class Rule, class Format, class Grad>
   class Backend;
 };
 
-template <class Rule, class Format>
+template <class Rule, class Format, class Grad>
 class Cuda::Backend {
   using Hyper = typename Rule::Hyper;
   using Scalars = typename Rule::Scalars;
@@ -237,15 +242,15 @@ class Cuda::Backend {
     // One launch group per dtype pair; its grid is one full wave of its kernel.
     for (const auto& [p, g] : dtype_pairs(entries)) {
       Launch l;
+      l.param = p;
+      l.grad = g;
       dispatch_dtypes(p, g, rounding_, [&]<class PT, class GT, Rounding PR>() {
-        using E = ElementStep<Rule, Format, PT, GT, PR>;
+        using E = typename PrimaryKind::template type<PT, GT, PR>;
         constexpr Tuning tune = tuning_sm90<E>();
-        auto kernel = step_kernel<E, tune.threads, tune.unroll>;
+        auto kernel = step_kernel<E, Scalars, tune.threads, tune.unroll>;
         int per_sm = 0;
         ALLOY_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, tune.threads, 0));
         l.blocks = blocks_override_ ? blocks_override_ : unsigned(std::max(1, per_sm) * sms);
-        l.threads = tune.threads;
-        l.kernel = reinterpret_cast<const void*>(kernel);
       });
       std::vector<std::uint32_t> members;
       for (std::uint32_t t = 0; t < entries.size(); ++t)
@@ -265,7 +270,14 @@ class Cuda::Backend {
   /// Copied to the device table in stream order at the next step (a tiny launch per group).
   void set_hyper(std::size_t g, const Hyper& h) { pending_.emplace_back(g, h); }
 
-  void step(Stream stream) {
+  /// A step of the rule over gradient tensors (grad::Backprop).
+  void step(Stream s) { run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s); }
+
+  /// One pass of element kind Kind over every active tensor, enqueued on `stream`. `advance`: a
+  /// step of the rule (the prologue advances step counts and the global step and computes the
+  /// per-tensor scalars first); otherwise a parameter pass belonging to the next step.
+  template <class Kind, class Args>
+  void run(const Args& args, bool advance, std::uint8_t rounding_purpose, Stream stream) {
     cuda_detail::DeviceGuard guard(device_);
     auto* hypers = tables_.hypers.template as<Hyper>();
     for (const auto& [g, h] : pending_) {
@@ -273,20 +285,26 @@ class Cuda::Backend {
       ALLOY_CUDA_CHECK(cudaGetLastError());
     }
     pending_.clear();
-    const unsigned pblocks = std::max(1u, (num_tensors_ + 255) / 256);
-    prologue_kernel<Rule><<<pblocks, 256, 0, stream>>>(
-        tables_.entries.template as<TensorEntry>(), num_tensors_, hypers,
-        tables_.counts.template as<std::uint32_t>(), tables_.scalars.template as<Scalars>(),
-        tables_.global_step.template as<std::uint32_t>());
-    ALLOY_CUDA_CHECK(cudaGetLastError());
-    for (const Launch& l : tables_.launches) {
-      StepParams<Scalars> prm{tables_.entries.template as<TensorEntry>(), l.chunks.template as<Chunk>(),
-                              l.worker_begin.template as<std::uint32_t>(),
-                              tables_.scalars.template as<Scalars>(),
-                              tables_.global_step.template as<std::uint32_t>(), seed_};
-      void* args[] = {&prm};
-      ALLOY_CUDA_CHECK(cudaLaunchKernel(l.kernel, dim3(l.blocks), dim3(l.threads), args, 0, stream));
+    if (advance) {
+      const unsigned pblocks = std::max(1u, (num_tensors_ + 255) / 256);
+      prologue_kernel<Rule><<<pblocks, 256, 0, stream>>>(
+          tables_.entries.template as<TensorEntry>(), num_tensors_, hypers,
+          tables_.counts.template as<std::uint32_t>(), tables_.scalars.template as<Scalars>(),
+          tables_.global_step.template as<std::uint32_t>());
+      ALLOY_CUDA_CHECK(cudaGetLastError());
     }
+    for (const Launch& l : tables_.launches)
+      dispatch_dtypes(l.param, l.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
+        using E = typename Kind::template type<PT, GT, PR>;
+        constexpr Tuning tune = tuning_sm90<E>();
+        StepParams<E, Scalars> prm{tables_.entries.template as<TensorEntry>(), l.chunks.template as<Chunk>(),
+                                   l.worker_begin.template as<std::uint32_t>(),
+                                   tables_.scalars.template as<Scalars>(),
+                                   tables_.global_step.template as<std::uint32_t>(),
+                                   advance ? 0u : 1u, seed_, rounding_purpose, args};
+        step_kernel<E, Scalars, tune.threads, tune.unroll><<<l.blocks, tune.threads, 0, stream>>>(prm);
+        ALLOY_CUDA_CHECK(cudaGetLastError());
+      });
   }
 
   /// Device address of group g's hyperparameters (lr is the first member): write new values
@@ -324,10 +342,12 @@ class Cuda::Backend {
 
  private:
   struct Launch {
-    const void* kernel = nullptr;
-    unsigned blocks = 0, threads = 0;
+    DType param, grad;
+    unsigned blocks = 0;
     detail::Buffer chunks, worker_begin;
   };
+  /// The kernel that sizes the grid: the rule's update of this gradient source.
+  using PrimaryKind = typename Grad::template UpdateKind<Rule, Format>;
   struct Tables {
     detail::Buffer entries, hypers, scalars, counts, global_step;
     std::vector<Launch> launches;

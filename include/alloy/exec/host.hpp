@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "../core/allocator.hpp"
@@ -24,11 +25,11 @@ struct Host {
   static constexpr Device::Kind kKind = Device::Kind::host;
   static constexpr const char* kName = "host";
   static std::shared_ptr<Allocator> default_allocator() { return std::make_shared<HostAllocator>(); }
-  template <class Rule, class Format>
+  template <class Rule, class Format, class Grad>
   class Backend;
 };
 
-template <class Rule, class Format>
+template <class Rule, class Format, class Grad>
 class Host::Backend {
   using Hyper = typename Rule::Hyper;
   using Scalars = typename Rule::Scalars;
@@ -52,14 +53,24 @@ class Host::Backend {
   }
   void set_hyper(std::size_t g, const Hyper& h) { hypers_[g] = h; }
 
-  void step(Stream) {
-    ++global_step_;
-    for (std::size_t t = 0; t < entries_.size(); ++t)
-      if (entries_[t].flags & kTensorActive)
-        scalars_[t] = Rule::scalars(hypers_[entries_[t].group], ++counts_[t]);
+  /// A step of the rule over gradient tensors (grad::Backprop).
+  void step(Stream s) { run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s); }
+
+  /// One pass of element kind Kind over every active tensor. `advance`: a step of the rule
+  /// (step counts, global step and per-tensor scalars advance first); otherwise a parameter pass
+  /// belonging to the next step (global step + 1).
+  template <class Kind, class Args>
+  void run(const Args& args, bool advance, std::uint8_t rounding_purpose, Stream) {
+    if (advance) {
+      ++global_step_;
+      for (std::size_t t = 0; t < entries_.size(); ++t)
+        if (entries_[t].flags & kTensorActive)
+          scalars_[t] = Rule::scalars(tensor_hyper(hypers_[entries_[t].group], entries_[t].flags), ++counts_[t]);
+    }
+    const Pass<Args> pass{seed_, std::uint32_t(global_step_ + (advance ? 0 : 1)), rounding_purpose, args};
     for (const GroupPlan& plan : plans_)
       dispatch_dtypes(plan.param, plan.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
-        run<ElementStep<Rule, Format, PT, GT, PR>>(plan);
+        run_group<typename Kind::template type<PT, GT, PR>>(plan, pass);
       });
   }
 
@@ -78,21 +89,21 @@ class Host::Backend {
 
  private:
   template <class E>
-  void run(const GroupPlan& plan) {
+  void run_group(const GroupPlan& plan, const Pass<typename E::Args>& pass) {
     const unsigned workers = unsigned(plan.worker_begin.size() - 1);
     pool_.run(workers, [&](unsigned w) {
       for (std::uint32_t c = plan.worker_begin[w]; c < plan.worker_begin[w + 1]; ++c) {
         const Chunk ch = plan.chunks[c];
         const TensorEntry& t = entries_[ch.tensor];
-        const Scalars s = scalars_[ch.tensor];
-        const RandomStream rng = rounding_stream(seed_, std::uint32_t(global_step_), t.key);
+        typename E::Scalars s{};
+        if constexpr (std::is_same_v<typename E::Scalars, Scalars>) s = scalars_[ch.tensor];
         std::uint64_t i = ch.begin;  // a multiple of kChunkAlign, hence of kTile
         for (; i + kTile <= ch.end; i += kTile) {
           typename E::template Tile<kTile> tile;
           tile.template load<false, false, false>(t, i);
-          tile.template update_store<false, false>(t, i, s, rng);
+          tile.template update_store<false, false>(t, i, s, pass);
         }
-        E::scalar_range(t, i, ch.end, s, rng);
+        E::scalar_range(t, i, ch.end, s, pass);
       }
     });
   }

@@ -14,7 +14,15 @@ enum : std::uint32_t {
   kTensorActive = 1u,     // has a gradient and is not frozen: stepped (and counted) this step
   kParamAligned16 = 2u,   // param pointer is 16-byte aligned: vector loads in the body
   kGradAligned16 = 4u,    // gradient pointer is 16-byte aligned
+  kNoDecay = 8u,          // the group's weight decay does not apply (Options::no_decay names)
 };
+
+/// The hyperparameters a tensor steps with: its group's, without weight decay when masked.
+template <class Hyper>
+ALLOY_HD Hyper tensor_hyper(Hyper h, std::uint32_t flags) {
+  if (flags & kNoDecay) h.weight_decay = 0.f;
+  return h;
+}
 
 /// Everything a step needs about one tensor. State pointers are null for moments a group
 /// does not keep (Sgd without momentum).

@@ -68,12 +68,30 @@ ALLOY_HD void store(T* ALLOY_RESTRICT dst, const T (&src)[N]) {
 }
 }  // namespace io
 
-/// The element math of one composition for one (param dtype, grad dtype, param rounding).
+/// Per-launch values every element of a pass sees: the seed and global step that key its random
+/// streams, which purpose its stochastic rounding draws from, and the pass's own arguments.
+template <class Args>
+struct Pass {
+  std::uint64_t seed;
+  std::uint32_t step;
+  std::uint8_t rounding_purpose;
+  Args args;
+
+  ALLOY_HD RandomStream rounding(std::uint32_t key) const {
+    return RandomStream{std::uint32_t(seed), std::uint32_t(seed >> 32), key, step, rounding_purpose};
+  }
+};
+
+struct NoArgs {};
+
+/// The element math of one composition for one (param dtype, grad dtype, param rounding), with
+/// the gradient read from the gradient tensor (grad::Backprop).
 template <class Rule, class Format, class PT, class GT, Rounding PR>
 struct ElementStep {
   static constexpr int K = Rule::kMoments;
   using S = typename Format::Stored;
   using Scalars = typename Rule::Scalars;
+  using Args = NoArgs;
   static constexpr bool kRandom = Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
 
   /// Tile width of the CUDA executor: 16 bytes of the narrowest stored type, so that every
@@ -105,7 +123,8 @@ struct ElementStep {
 
     template <bool VecP, bool VecS>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
-                               const RandomStream& rng) {
+                               const Pass<Args>& pass) {
+      const RandomStream rng = pass.rounding(t.key);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
@@ -130,13 +149,20 @@ struct ElementStep {
 
   /// Elements [begin, end) of tensor t, one at a time (edges, and the host executor's tails).
   ALLOY_HD static void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
-                                    const Scalars& s, const RandomStream& rng) {
+                                    const Scalars& s, const Pass<Args>& pass) {
     for (std::uint64_t i = begin; i < end; ++i) {
       Tile<1> tile;
       tile.template load<false, false, false>(t, i);
-      tile.template update_store<false, false>(t, i, s, rng);
+      tile.template update_store<false, false>(t, i, s, pass);
     }
   }
+};
+
+/// Names ElementStep for the executors: Kind<Rule, Format>::type<PT, GT, PR>.
+template <class Rule, class Format>
+struct BackpropKind {
+  template <class PT, class GT, Rounding PR>
+  using type = ElementStep<Rule, Format, PT, GT, PR>;
 };
 
 /// The rounding stream of one tensor in one step.

@@ -1,7 +1,7 @@
 // Gradient source Backprop: the gradient buffer the framework's backward pass wrote.
 #pragma once
 
-#include "../core/macros.hpp"
+#include "../exec/tile.hpp"
 
 ALLOY_NAMESPACE_BEGIN
 namespace grad {
@@ -12,6 +12,10 @@ struct Backprop {
   static constexpr const char* kName = "Backprop";
   static constexpr bool kIsGradPolicy = true;
   static constexpr bool kReadsGradient = true;
+  static constexpr bool kZerothOrder = false;
+  /// The element kind of a step (exec/tile.hpp).
+  template <class Rule, class Format>
+  using UpdateKind = exec::BackpropKind<Rule, Format>;
 };
 
 }  // namespace grad

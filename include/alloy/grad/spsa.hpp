@@ -1,0 +1,275 @@
+// Gradient source Spsa: zeroth-order gradients from two loss evaluations along a random direction
+// (SPSA; MeZO, Malladi et al. 2023). Sgd + Spsa is MeZO; AdamW + Spsa is ZO-Adam.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "../core/dtype.hpp"
+#include "../core/fpmath.hpp"
+#include "../core/philox.hpp"
+#include "../exec/tile.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+namespace grad {
+enum class Direction : std::uint8_t { gaussian, rademacher };
+}
+namespace exec {
+template <class Rule, class Format, grad::Direction D, int kMax>
+struct ZoUpdateKind;
+}
+namespace grad {
+
+/// Spsa<D>: the gradient of a step is  g = (1/n) sum_k c_k z_k,  c_k = (L(p + eps z_k) -
+/// L(p - eps z_k)) / (2 eps), with directions z_k ~ N(0, I) (or Rademacher) regenerated from
+/// Philox keyed by (seed, step, direction, tensor key, element index): never stored. The passes
+/// over the parameters (perturb, flip, restore + update + next perturbation) are launches of the
+/// optimizer; the caller evaluates the losses (see Optimizer::zo_step and docs/policies/spsa.md).
+template <Direction D = Direction::gaussian>
+struct Spsa {
+  static constexpr const char* kName = D == Direction::gaussian ? "Spsa" : "SpsaRademacher";
+  static constexpr bool kIsGradPolicy = true;
+  static constexpr bool kReadsGradient = false;
+  static constexpr bool kZerothOrder = true;
+  static constexpr Direction kDirection = D;
+  /// At most this many directions per step (their scalars travel by value in a launch).
+  static constexpr int kMaxDirections = 8;
+  /// The element kind of the update pass (exec/tile.hpp).
+  template <class Rule, class Format>
+  using UpdateKind = exec::ZoUpdateKind<Rule, Format, D, kMaxDirections>;
+};
+
+/// The random stream of direction k in step `step`.
+ALLOY_HD RandomStream direction_stream(std::uint64_t seed, std::uint32_t step, std::uint32_t key,
+                                       int k) {
+  return RandomStream{std::uint32_t(seed), std::uint32_t(seed >> 32), key, step,
+                      std::uint8_t(int(Purpose::spsa_direction) + k)};
+}
+
+/// The directions of elements 2q and 2q+1: one Philox call per pair. Gaussian: Box-Muller on two
+/// 24-bit uniforms, u1 in (0, 1) and an angle in (-pi, pi): (r cos a, r sin a),
+/// r = sqrt(-2 ln u1). The device uses the fast hardware log / sincos; the host uses <cmath>: the
+/// integer stream is bitwise the same on both, the floats agree to a few ulps (docs/numerics.md).
+template <Direction D>
+ALLOY_HD void direction_pair(const RandomStream& rs, std::uint64_t q, float& z0, float& z1) {
+  const Philox4x32 r = rs.at(q);
+  if constexpr (D == Direction::rademacher) {
+    z0 = (r.v[0] & 1u) ? 1.f : -1.f;
+    z1 = (r.v[1] & 1u) ? 1.f : -1.f;
+  } else {
+    const float u1 = (float(r.v[0] >> 8) + 0.5f) * 0x1p-24f;
+    const float a = ((float(r.v[1] >> 8) + 0.5f) * 0x1p-24f - 0.5f) * 6.28318530717958647692f;
+#if ALLOY_ON_DEVICE
+    const float rad = __fsqrt_rn(-2.f * __logf(u1));
+    float s, c;
+    __sincosf(a, &s, &c);
+#else
+    const float rad = std::sqrt(-2.f * std::log(u1));
+    const float s = std::sin(a), c = std::cos(a);
+#endif
+    z0 = rad * c;
+    z1 = rad * s;
+  }
+}
+
+/// The direction of one element.
+template <Direction D>
+ALLOY_HD float direction(const RandomStream& rs, std::uint64_t element) {
+  float z0, z1;
+  direction_pair<D>(rs, element >> 1, z0, z1);
+  return (element & 1u) ? z1 : z0;
+}
+
+}  // namespace grad
+
+namespace exec {
+
+/// Arguments of a parameter pass that moves p along a direction: p <- p + scale * eps * z_k.
+struct ZoPerturbArgs {
+  float eps;
+  float scale;   // +1 perturb, -2 flip, +1 or -1 restore
+  int direction;
+};
+
+/// Arguments of the update pass: restore (p += restore * eps * z_last), the rule's update with
+/// g = (1/n) sum_k c_k z_k, then optionally fold the next step's perturbation (+eps z').
+template <int kMax>
+struct ZoUpdateArgs {
+  float eps;
+  float restore;      // 0: parameters are at p; 1: they are at p - eps z_{n-1} (after a flip)
+  int directions;     // n
+  int fold;           // add +eps z_0 of step + 1
+  const float* c;            // n projected gradients in executor memory, or null
+  const float* loss_plus;    // else n losses L(p + eps z_k) and n losses L(p - eps z_k), or null
+  const float* loss_minus;
+  float c_value[kMax];       // else these, by value
+};
+
+template <int kMax>
+ALLOY_HD float projected_gradient(const ZoUpdateArgs<kMax>& a, int k) {
+  if (a.c) return a.c[k];
+  if (a.loss_plus) return fp::div(fp::sub(a.loss_plus[k], a.loss_minus[k]), fp::mul(2.f, a.eps));
+  return a.c_value[k];
+}
+
+/// A pass that moves parameters along direction k of step `pass.step` (no rule, no state).
+template <grad::Direction D, class PT, Rounding PR>
+struct ZoPerturb {
+  using Scalars = char;  // unused: no per-tensor scalars
+  using Args = ZoPerturbArgs;
+  static constexpr bool kRandom = PR == Rounding::stochastic && sizeof(PT) == 2;
+  static constexpr int kVec = int(16 / sizeof(PT));
+
+  template <int N>
+  struct Tile {
+    PT p[N];
+    template <bool VecP, bool, bool>
+    ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0) {
+      io::load<VecP>(static_cast<const PT*>(t.param) + i0, p);
+    }
+    template <bool VecP, bool>
+    ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars&,
+                               const Pass<Args>& pass) {
+      const RandomStream zs = grad::direction_stream(pass.seed, pass.step, t.key, pass.args.direction);
+      const RandomStream rng = pass.rounding(t.key);
+      const float se = fp::mul(pass.args.scale, pass.args.eps);
+      float z[N];
+      directions<N>(zs, i0, z);
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+      for (int j = 0; j < N; ++j) {
+        const float pj = fp::add(to_float(p[j]), fp::mul(se, z[j]));
+        std::uint32_t r = 0;
+        if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j)).v[0];
+        p[j] = round_to<PT, PR>(pj, r);
+      }
+      io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
+    }
+  };
+
+  /// z of elements i0 .. i0 + N - 1 (pairs when i0 is even).
+  template <int N>
+  ALLOY_HD static void directions(const RandomStream& zs, std::uint64_t i0, float (&z)[N]) {
+    if constexpr (N % 2 == 0) {
+      if ((i0 & 1u) == 0) {
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+        for (int j = 0; j < N; j += 2) grad::direction_pair<D>(zs, (i0 >> 1) + std::uint64_t(j / 2), z[j], z[j + 1]);
+        return;
+      }
+    }
+    for (int j = 0; j < N; ++j) z[j] = grad::direction<D>(zs, i0 + std::uint64_t(j));
+  }
+
+  ALLOY_HD static void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
+                                    const Scalars& s, const Pass<Args>& pass) {
+    for (std::uint64_t i = begin; i < end; ++i) {
+      Tile<1> tile;
+      tile.template load<false, false, false>(t, i);
+      tile.template update_store<false, false>(t, i, s, pass);
+    }
+  }
+};
+
+/// The update pass of a zeroth-order step: restore, rule, fold; moments through the format.
+template <class Rule, class Format, grad::Direction D, int kMax, class PT, Rounding PR>
+struct ZoUpdate {
+  static constexpr int K = Rule::kMoments;
+  using S = typename Format::Stored;
+  using Scalars = typename Rule::Scalars;
+  using Args = ZoUpdateArgs<kMax>;
+  static constexpr bool kRandom = Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
+  static constexpr int kVec = int(16 / (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S)));
+  using Perturb = ZoPerturb<D, PT, PR>;
+
+  template <int N>
+  struct Tile {
+    PT p[N];
+    S m[K > 0 ? K : 1][N];
+
+    template <bool VecP, bool, bool VecS>
+    ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0) {
+      io::load<VecP>(static_cast<const PT*>(t.param) + i0, p);
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+      for (int k = 0; k < K; ++k)
+        if (k < int(t.moments)) io::load<VecS>(static_cast<const S*>(t.state[k]) + i0, m[k]);
+    }
+
+    template <bool VecP, bool VecS>
+    ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
+                               const Pass<Args>& pass) {
+      const Args& a = pass.args;
+      const RandomStream rng = pass.rounding(t.key);
+      float pj[N], g[N], z[N];
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+      for (int j = 0; j < N; ++j) {
+        pj[j] = to_float(p[j]);
+        g[j] = 0.f;
+      }
+      const float inv_n = fp::div(1.f, float(a.directions));
+      for (int k = 0; k < a.directions; ++k) {
+        Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step, t.key, k), i0, z);
+        const float ck = fp::mul(projected_gradient(a, k), inv_n);
+        const float re = k == a.directions - 1 ? fp::mul(a.restore, a.eps) : 0.f;
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+        for (int j = 0; j < N; ++j) {
+          g[j] = fp::add(g[j], fp::mul(ck, z[j]));
+          pj[j] = fp::add(pj[j], fp::mul(re, z[j]));
+        }
+      }
+      if (a.fold) {
+        Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step + 1, t.key, 0), i0, z);
+      }
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+      for (int j = 0; j < N; ++j) {
+        float mj[K > 0 ? K : 1];
+        for (int k = 0; k < K; ++k) mj[k] = k < int(t.moments) ? Format::decode(m[k][j]) : 0.f;
+        Rule::update(s, pj[j], g[j], mj);
+        if (a.fold) pj[j] = fp::add(pj[j], fp::mul(a.eps, z[j]));
+        Philox4x32 r{{0, 0, 0, 0}};
+        if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
+        p[j] = round_to<PT, PR>(pj[j], r.v[0]);
+        for (int k = 0; k < K; ++k) m[k][j] = Format::encode(mj[k], r.v[1 + k]);
+      }
+      io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+      for (int k = 0; k < K; ++k)
+        if (k < int(t.moments)) io::store<VecS>(static_cast<S*>(t.state[k]) + i0, m[k]);
+    }
+  };
+
+  ALLOY_HD static void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
+                                    const Scalars& s, const Pass<Args>& pass) {
+    for (std::uint64_t i = begin; i < end; ++i) {
+      Tile<1> tile;
+      tile.template load<false, false, false>(t, i);
+      tile.template update_store<false, false>(t, i, s, pass);
+    }
+  }
+};
+
+template <grad::Direction D>
+struct ZoPerturbKind {
+  template <class PT, class GT, Rounding PR>
+  using type = ZoPerturb<D, PT, PR>;
+};
+template <class Rule, class Format, grad::Direction D, int kMax>
+struct ZoUpdateKind {
+  template <class PT, class GT, Rounding PR>
+  using type = ZoUpdate<Rule, Format, D, kMax, PT, PR>;
+};
+
+}  // namespace exec
+ALLOY_NAMESPACE_END
