@@ -10,14 +10,20 @@ Timing, identical for every implementation (and for alloy_bench):
   The first step (state allocation included) is reported alone as ms_first; the next
   --warmup - 1 steps are untimed; then --steps timed steps give ms_median / ms_min / ms_max.
 
-To add an anchor: write make_<name>(params, hp) -> Anchor and register it in ANCHORS.
+An anchor with needs_grads=False (mezo_loop) gets no grads: nothing is refilled, and its
+step_fn alone is timed the same way.
+
+To add an anchor: write make_<name>(params, hp) -> Anchor and register it in ANCHORS
+(a factory that also declares a `names` parameter gets the workload's tensor names).
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import math
+import random
 import statistics
 import sys
 from pathlib import Path
@@ -45,6 +51,8 @@ class Anchor(NamedTuple):
     state_bytes_fn: Callable[[], dict]  # {state key: bytes}, summed over all params; call after a step
     composition: str                   # e.g. "AdamW/Fp32(torch)"
     bytes_per_param: float             # minimal traffic floor, see adamw_bytes_per_param
+    needs_grads: bool = True           # False: no grads are allocated or refilled (zeroth order)
+    extra: dict | None = None          # extra keys copied into the row, e.g. {"passes": 4}
 
 
 def torch_state_bytes(opt: torch.optim.Optimizer) -> dict:
@@ -79,11 +87,72 @@ def make_torch_foreach(params, hp):
     return _make_torch_adamw(params, hp, foreach=True)
 
 
-# Registry: impl name -> factory(params, hp) -> Anchor.
-ANCHORS: dict[str, Callable[[list[torch.Tensor], dict], Anchor]] = {
+# MeZO (princeton-nlp/MeZO large_models/trainer.py): lr and eps of the OPT full-parameter grid,
+# weight_decay 0 (its default); projected_grad is a fixed stand-in for (loss1 - loss2) / (2 eps).
+MEZO_HP = dict(lr=1e-6, eps=1e-3, weight_decay=0.0, projected_grad=0.37)
+
+
+def make_mezo_loop(params, hp, names=None):
+    """The official MeZO step without its two forward passes: zo_perturb_parameters(+1),
+    (-2), (+1), then zo_update, each regenerating z per tensor from torch.manual_seed(seed).
+
+    `hp` (AdamW's) is ignored; MEZO_HP is used. bytes_per_param is the floor of the fused
+    (folded) SPSA step alloy is compared against: 2 passes x (read p + write p) = 4 * param bytes.
+    """
+    if names is None:
+        names = [f"param.{i}" for i in range(len(params))]
+    if len(names) != len(params):
+        raise ValueError(f"mezo_loop: {len(names)} names for {len(params)} params")
+    named = list(zip(names, params))
+    lr, eps, wd, pg = (MEZO_HP[k] for k in ("lr", "eps", "weight_decay", "projected_grad"))
+    seeds = random.Random(1234)  # stands in for the trainer's np.random.randint(1000000000)
+
+    def perturb(seed: int, scaling_factor: int) -> None:  # zo_perturb_parameters
+        torch.manual_seed(seed)
+        for _, p in named:
+            z = torch.normal(mean=0, std=1, size=p.data.size(), device=p.data.device, dtype=p.data.dtype)
+            p.data = p.data + scaling_factor * z * eps
+
+    def update(seed: int) -> None:  # zo_update
+        torch.manual_seed(seed)
+        for name, p in named:
+            z = torch.normal(mean=0, std=1, size=p.data.size(), device=p.data.device, dtype=p.data.dtype)
+            if "bias" not in name and "layer_norm" not in name and "layernorm" not in name:
+                p.data = p.data - lr * (pg * z + wd * p.data)
+            else:
+                p.data = p.data - lr * (pg * z)
+
+    def step() -> None:  # zo_step with the forwards (and the .item() of projected_grad) left out
+        seed = seeds.randrange(1000000000)
+        perturb(seed, 1)
+        perturb(seed, -2)
+        perturb(seed, 1)
+        update(seed)
+
+    return Anchor(
+        optimizer=None,
+        step_fn=step,
+        state_bytes_fn=lambda: {},  # MeZO keeps no optimizer state: a seed and a python float
+        composition="Sgd/Spsa(MeZO loop)",
+        bytes_per_param=4 * params[0].element_size(),
+        needs_grads=False,
+        extra={"passes": 4},
+    )
+
+
+# Registry: impl name -> factory(params, hp[, names]) -> Anchor.
+ANCHORS: dict[str, Callable[..., Anchor]] = {
     "torch_fused": make_torch_fused,
     "torch_foreach": make_torch_foreach,
+    "mezo_loop": make_mezo_loop,
 }
+
+
+def make_anchor(impl: str, params: list[torch.Tensor], hp: dict, names: list[str]) -> Anchor:
+    factory = ANCHORS[impl]
+    if "names" in inspect.signature(factory).parameters:
+        return factory(params, hp, names=names)
+    return factory(params, hp)
 
 
 def load_workloads(path: Path) -> dict[str, dict]:
@@ -116,7 +185,8 @@ def measure_copy_gbs(gib: float = 4.0, reps: int = 20) -> float:
 
 
 def time_steps(step_fn, grads: list[torch.Tensor], n: int) -> list[float]:
-    """Time n single steps (ms); grads are refilled with fresh random data before each, untimed."""
+    """Time n single calls of step_fn (ms); grads (may be empty) are refilled with fresh random
+    data before each, untimed."""
     out = []
     for _ in range(n):
         for g in grads:
@@ -131,18 +201,17 @@ def time_steps(step_fn, grads: list[torch.Tensor], n: int) -> list[float]:
     return out
 
 
-def run_row(impl: str, workload: str, shapes: list, dtype: str, steps: int, warmup: int,
+def run_row(impl: str, workload: str, shapes: list, names: list[str], dtype: str, steps: int, warmup: int,
             copy_gbs: float) -> dict:
     dt = DTYPES[dtype]
-    params = []
-    for s in shapes:
-        p = torch.randn(s, dtype=dt, device="cuda").requires_grad_(True)
-        p.grad = torch.randn_like(p)
-        params.append(p)
-    grads = [p.grad for p in params]
+    params = [torch.randn(s, dtype=dt, device="cuda").requires_grad_(True) for s in shapes]
     nparams = sum(p.numel() for p in params)
 
-    anchor = ANCHORS[impl](params, dict(HP))
+    anchor = make_anchor(impl, params, dict(HP), names)
+    if anchor.needs_grads:
+        for p in params:
+            p.grad = torch.randn_like(p)
+    grads = [p.grad for p in params] if anchor.needs_grads else []
     torch.cuda.reset_peak_memory_stats()
     first = time_steps(anchor.step_fn, grads, 1)[0]
     state = anchor.state_bytes_fn()
@@ -167,6 +236,7 @@ def run_row(impl: str, workload: str, shapes: list, dtype: str, steps: int, warm
         "state_bytes_per_param": sum(state.values()) / nparams,
         "state_bytes_by_key": state,
         "peak_mem_gib": torch.cuda.max_memory_allocated() / (1 << 30),
+        **(anchor.extra or {}),
     }
 
 
@@ -215,11 +285,11 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     for w in names:
-        shapes = workloads[w]["shapes"]
+        shapes, tnames = workloads[w]["shapes"], workloads[w]["names"]
         for dtype in dtypes:
             for impl in impls:
                 try:
-                    row = run_row(impl, w, shapes, dtype, args.steps, warmup, copy_gbs)
+                    row = run_row(impl, w, shapes, tnames, dtype, args.steps, warmup, copy_gbs)
                     msg = (f"median {row['ms_median']:.3f} ms (min {row['ms_min']:.3f}, max {row['ms_max']:.3f}, "
                            f"first {row['ms_first']:.3f}), {row['state_bytes_per_param']:.3f} state B/param, "
                            f"{row['fraction_of_copy']:.3f} of copy")

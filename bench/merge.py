@@ -7,7 +7,10 @@
 fraction_of_copy is recomputed for every row from one denominator: alloy.json's copy_gbs
 (cudaMemcpyAsync D2D) when present, else anchors.json's copy_gbs_torch.
 Every alloy row gets speedup_vs_<anchor impl> = anchor ms_median / alloy ms_median
-(same workload and dtype), e.g. speedup_vs_torch_fused, speedup_vs_torch_foreach.
+(same workload and dtype), e.g. speedup_vs_torch_fused, speedup_vs_torch_foreach, against the
+anchors of its own family only: zeroth-order rows (composition containing "/Spsa", e.g.
+Sgd/Fp32/PerParameter/Spsa) against zeroth-order anchors (mezo_loop, "Sgd/Spsa(MeZO loop)"),
+every other row against every other anchor.
 Standard library only; either input may be missing.
 """
 from __future__ import annotations
@@ -51,6 +54,11 @@ def ok(row: dict) -> bool:
     return "error" not in row and isinstance(row.get("ms_median"), (int, float)) and row["ms_median"] > 0
 
 
+def is_spsa(row: dict) -> bool:
+    """A zeroth-order (SPSA) row: compared only with zeroth-order anchors, and vice versa."""
+    return "/Spsa" in str(row.get("composition", ""))
+
+
 def fraction_of_copy(row: dict, copy_gbs: float | None) -> float | None:
     try:
         return row["bytes_per_param"] * row["params"] / (row["ms_median"] / 1e3) / (copy_gbs * 1e9)
@@ -71,15 +79,17 @@ def merge(alloy: dict | None, anchors: dict | None, commit: str, command: str | 
         if ok(r):
             r["fraction_of_copy"] = fraction_of_copy(r, copy_gbs)
 
-    # Speedups of alloy rows against every anchor impl present.
+    # Speedups of alloy rows against every anchor impl present of the same family (is_spsa).
     anchor_ms = {(r["impl"], r["workload"], r["dtype"]): r["ms_median"] for r in anchor_rows if ok(r)}
-    anchor_impls = list(dict.fromkeys(r["impl"] for r in anchor_rows))
+    anchor_spsa = {r["impl"]: is_spsa(r) for r in anchor_rows if ok(r)}
     ratios = []
     for r in alloy_rows:
         if not ok(r):
             continue
         entry = {k: r.get(k) for k in ("impl", "composition", "workload", "dtype")}
-        for a in anchor_impls:
+        for a, spsa in anchor_spsa.items():
+            if spsa != is_spsa(r):
+                continue
             ms = anchor_ms.get((a, r["workload"], r["dtype"]))
             if ms is not None:
                 r[f"speedup_vs_{a}"] = entry[f"speedup_vs_{a}"] = ms / r["ms_median"]
@@ -117,8 +127,11 @@ def table(doc: dict) -> str:
         order.setdefault((r.get("workload"), r.get("dtype")), len(order))
     rows = sorted(enumerate(doc["rows"]), key=lambda ir: (order[(ir[1].get("workload"), ir[1].get("dtype"))], ir[0]))
 
-    head = ["impl", "composition", "workload", "dtype", "ms_median", "frac_copy", "state B/param",
-            "vs torch_fused", "vs torch_foreach"]
+    # "vs <anchor>" columns: the two torch ones always, mezo_loop only when some row has it.
+    vs = ["torch_fused", "torch_foreach"] + [a for a in ("mezo_loop",)
+                                              if any(f"speedup_vs_{a}" in r for r in doc["rows"])]
+    head = ["impl", "composition", "workload", "dtype", "ms_median", "frac_copy", "state B/param"] + \
+           [f"vs {a}" for a in vs]
     lines = []
     for _, r in rows:
         base = [str(r.get("impl", "?")), str(r.get("composition", "-")), str(r.get("workload", "?")),
@@ -127,9 +140,8 @@ def table(doc: dict) -> str:
             lines.append(base + ["ERROR: " + str(r.get("error", "no timing"))[:60]])
             continue
         lines.append(base + [fmt(r["ms_median"], ".3f"), fmt(r.get("fraction_of_copy"), ".3f"),
-                             fmt(r.get("state_bytes_per_param"), ".2f"),
-                             fmt(r.get("speedup_vs_torch_fused"), ".2f") + ("x" if "speedup_vs_torch_fused" in r else ""),
-                             fmt(r.get("speedup_vs_torch_foreach"), ".2f") + ("x" if "speedup_vs_torch_foreach" in r else "")])
+                             fmt(r.get("state_bytes_per_param"), ".2f")] +
+                     [fmt(r.get(f"speedup_vs_{a}"), ".2f") + ("x" if f"speedup_vs_{a}" in r else "") for a in vs])
     widths = [max([len(head[i])] + [len(l[i]) for l in lines if len(l) > i and not l[i].startswith("ERROR")])
               for i in range(len(head))]
     left = 4  # the first 4 columns are text, left-aligned; numbers right-aligned
