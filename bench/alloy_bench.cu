@@ -277,6 +277,88 @@ void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double c
   cudaStreamDestroy(s);
 }
 
+/// The parameter passes of one fused zeroth-order step (Sgd + Spsa, MeZO): flip, then restore +
+/// update + next perturbation; the caller's two forward passes are not part of it.
+template <class T>
+void bench_zo(const Workload& w, int steps, double copy_gbs, std::vector<Row>& rows) {
+  const char* dt = sizeof(T) == 4 ? "fp32" : "bf16";
+  const std::string comp = "Sgd/Fp32/PerParameter/Spsa";
+  std::fprintf(stderr, "[alloy_bench] %s %s %s ...\n", comp.c_str(), w.name.c_str(), dt);
+  Buffers buf(w, sizeof(T));
+  buf.template fill<T>(false, 1, 1.0f);
+  std::vector<alloy::Param> ps;
+  for (std::size_t k = 0; k < w.sizes.size(); ++k)
+    ps.push_back({alloy::TensorView::of(static_cast<T*>(buf.p) + buf.offset[k], w.sizes[k], alloy::Device::cuda(0), w.names[k]), {}});
+  alloy::Options o;
+  o.seed = 17;
+  if (sizeof(T) == 2) o.param_rounding = alloy::Rounding::stochastic;  // the default advice for bf16
+  using Opt = alloy::Optimizer<alloy::rule::Sgd, alloy::state::Fp32, alloy::share::PerParameter,
+                               alloy::grad::Spsa<>, alloy::exec::Cuda>;
+  Opt opt(ps, {1e-6f, 0.f, 0.f, 0.f, false, false}, o);
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  float* c_dev;
+  CK(cudaMalloc(&c_dev, sizeof(float)));
+  const float c_host = 0.37f;
+  CK(cudaMemcpy(c_dev, &c_host, sizeof(float), cudaMemcpyHostToDevice));
+  opt.perturb(s);  // the first step's perturbation (later ones are folded into the update)
+  typename Opt::ProjectedGradient pg;
+  pg.c = c_dev;
+  // 4 bytes per fp32 parameter read and written per pass (2 per bf16), two passes.
+  const double bytes_per_param = 4.0 * sizeof(T);
+  auto time_steps = [&](const std::function<void()>& step_fn, const std::string& impl) {
+    std::vector<double> ms;
+    double first = 0;
+    for (int k = 0; k <= steps; ++k) {
+      CK(cudaDeviceSynchronize());
+      CK(cudaEventRecord(e0, s));
+      step_fn();
+      CK(cudaEventRecord(e1, s));
+      CK(cudaEventSynchronize(e1));
+      float t;
+      CK(cudaEventElapsedTime(&t, e0, e1));
+      if (k == 0) first = t;
+      else ms.push_back(t);
+    }
+    Row r;
+    r.impl = impl;
+    r.composition = comp;
+    r.workload = w.name;
+    r.dtype = dt;
+    r.params = w.params;
+    r.tensors = w.sizes.size();
+    r.ms_median = median(ms);
+    r.ms_min = *std::min_element(ms.begin(), ms.end());
+    r.ms_max = *std::max_element(ms.begin(), ms.end());
+    r.ms_first = first;
+    r.bytes_per_param = bytes_per_param;
+    r.fraction_of_copy = bytes_per_param * double(w.params) / (r.ms_median * 1e-3) / (copy_gbs * 1e9);
+    r.state_bytes_per_param = double(opt.state_bytes()) / double(w.params);
+    rows.push_back(r);
+    std::fprintf(stderr, "[alloy_bench]   %-12s median %.3f ms  (%.3f of copy)\n", impl.c_str(), r.ms_median, r.fraction_of_copy);
+  };
+  time_steps([&] { opt.flip(s); opt.update(pg, s, true); }, "alloy");
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  opt.flip(s);
+  opt.update(pg, s, true);
+  CK(cudaStreamEndCapture(s, &graph));
+  CK(cudaGraphInstantiate(&exec, graph, 0));
+  time_steps([&] { CK(cudaGraphLaunch(exec, s)); }, "alloy_graph");
+  CK(cudaStreamSynchronize(s));
+  CK(cudaGetLastError());
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaFree(c_dev);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaStreamDestroy(s);
+}
+
 std::string json_escape(const std::string& s) {
   std::string o;
   for (char c : s) o += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
@@ -289,6 +371,7 @@ int main(int argc, char** argv) {
   std::string workloads_path = "bench/workloads.json", out_path = "alloy.json";
   std::vector<std::string> select = {"flat", "llama1b"}, dtypes = {"fp32", "bf16"};
   int steps = 25;
+  bool zo = true;
   for (int a = 1; a < argc; ++a) {
     const std::string k = argv[a];
     auto next = [&]() -> std::string {
@@ -303,8 +386,9 @@ int main(int argc, char** argv) {
     else if (k == "--steps") steps = std::stoi(next());
     else if (k == "--select") select = split(next());
     else if (k == "--dtypes") dtypes = split(next());
+    else if (k == "--no-zo") zo = false;
     else if (k == "--help" || k == "-h") {
-      std::printf("usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes fp32,bf16]\n");
+      std::printf("usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes fp32,bf16] [--no-zo]\n");
       return 0;
     } else {
       std::fprintf(stderr, "unknown argument %s (try --help)\n", k.c_str());
@@ -331,10 +415,12 @@ int main(int argc, char** argv) {
         bench<alloy::rule::AdamW, alloy::state::Fp32, float>(w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 4), "AdamW/Fp32/PerParameter/Backprop", rows);
         bench<alloy::rule::AdamW, alloy::state::Bf16<>, float>(w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 2), "AdamW/Bf16/PerParameter/Backprop", rows);
         bench<alloy::rule::Sgd, alloy::state::Fp32, float>(w, sgd, steps, copy_gbs, floor_bytes(4, 4, 1, 4), "Sgd/Fp32/PerParameter/Backprop", rows);
+        if (zo) bench_zo<float>(w, steps, copy_gbs, rows);
       } else if (dt == "bf16") {
         bench<alloy::rule::AdamW, alloy::state::Fp32, alloy::bf16>(w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 4), "AdamW/Fp32/PerParameter/Backprop", rows);
         bench<alloy::rule::AdamW, alloy::state::Bf16<>, alloy::bf16>(w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 2), "AdamW/Bf16/PerParameter/Backprop", rows);
         bench<alloy::rule::Sgd, alloy::state::Fp32, alloy::bf16>(w, sgd, steps, copy_gbs, floor_bytes(2, 2, 1, 4), "Sgd/Fp32/PerParameter/Backprop", rows);
+        if (zo) bench_zo<alloy::bf16>(w, steps, copy_gbs, rows);
       } else {
         std::fprintf(stderr, "unknown dtype %s\n", dt.c_str());
         return 2;
