@@ -39,7 +39,7 @@ fi
 
 if has bench; then
   t0=$SECONDS
-  STEPS=${STEPS:-25} bench/run.sh $BUILD /tmp/bench-out >"$OUT/bench.log" 2>&1
+  IMPLS=${IMPLS:-torch_fused,torch_foreach,mezo_loop} STEPS=${STEPS:-25} bench/run.sh $BUILD /tmp/bench-out >"$OUT/bench.log" 2>&1
   note "bench: rc=$? in $((SECONDS - t0)) s"
   cp /tmp/bench-out/latest.json /tmp/bench-out/table.txt "$OUT/" 2>/dev/null
   cat /tmp/bench-out/table.txt 2>/dev/null
@@ -48,7 +48,7 @@ fi
 if has sanitize; then
   # The executor tests run every kernel instantiation (rules x formats x dtype pairs x
   # alignments); the reference tests repeat them over 100 small steps and are left out here.
-  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*'
+  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*,spsa*'
   for tool in memcheck racecheck; do
     t0=$SECONDS
     timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
