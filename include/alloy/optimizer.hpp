@@ -195,7 +195,10 @@ class Optimizer {
     static_assert(!kZerothOrder,
                   "alloy: a zeroth-order optimizer steps with step(loss_fn) or with "
                   "perturb/flip/update (docs/policies/spsa.md)");
-    if (dirty_) rebuild();
+    if (dirty_) {
+      backend_.prepare_rebuild(stream);
+      rebuild();
+    }
     backend_.step(stream);
   }
 
@@ -265,7 +268,10 @@ class Optimizer {
         if (!std::isfinite(c.values[k]))
           detail::fail("update(): projected gradient ", k, " = ", c.values[k], " is not finite");
     if (c.loss_plus && !c.loss_minus) detail::fail("update(): loss_plus given without loss_minus");
-    if (dirty_) rebuild();
+    if (dirty_) {
+      backend_.prepare_rebuild(stream);
+      rebuild();
+    }
     exec::ZoUpdateArgs<Grad::kMaxDirections> a{};
     a.eps = options_.zo_eps;
     a.restore = zo_state_ == Perturbation::minus ? 1.f : 0.f;
@@ -322,7 +328,7 @@ class Optimizer {
   }
   const Options& options() const { return options_; }
 
-  /// Steps taken by tensor t (as torch's state['step']). CUDA: synchronizes to read it.
+  /// Steps taken by tensor t (as torch's state['step']). CUDA: waits for the whole device.
   std::uint32_t step_count(std::size_t t) const {
     check_index(t);
     return backend_.step_count(t);
@@ -384,7 +390,10 @@ class Optimizer {
       detail::fail("direction ", k, " out of range: Options::zo_directions = ", options_.zo_directions);
   }
   void zo_pass(float scale, int k, Purpose rounding, Stream stream) {
-    if (dirty_) rebuild();
+    if (dirty_) {
+      backend_.prepare_rebuild(stream);
+      rebuild();
+    }
     backend_.template run<exec::ZoPerturbKind<Grad::kDirection>>(
         exec::ZoPerturbArgs{options_.zo_eps, scale, k}, false, std::uint8_t(rounding), stream);
   }

@@ -374,3 +374,36 @@ TEST_CASE("host memory registered as a CUDA tensor is refused") {
     CHECK(std::string(e.what()).find("not device memory") != std::string::npos);
   }
 }
+
+TEST_CASE("graph capture: pending set_lr is refused; device_lr survives a table rebuild") {
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  Options o;
+  Twins<alloy::rule::AdamW, alloy::state::Fp32> tw(kMixed, DType::f32, DType::f32, h, o);
+  cudaStream_t s;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  tw.cuda->set_lr(0, 0.02f);
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+  bool threw = false;
+  try {
+    tw.cuda->step(s);
+  } catch (const alloy::Error& e) {
+    threw = std::string(e.what()).find("pending") != std::string::npos;
+  }
+  cudaGraph_t g = nullptr;
+  cudaStreamEndCapture(s, &g);
+  if (g) cudaGraphDestroy(g);
+  cudaGetLastError();
+  CHECK(threw);
+  tw.cuda->step(s);  // applies the pending value
+  const float lr = 0.5f;
+  float* lr_dev = tw.cuda->backend().device_lr(0);
+  REQUIRE(cudaMemcpy(lr_dev, &lr, 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  tw.cuda->set_frozen(1, true);  // the next step rebuilds the tables
+  tw.cuda->step(s);
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(tw.cuda->backend().device_lr(0) == lr_dev);
+  float back = 0;
+  REQUIRE(cudaMemcpy(&back, lr_dev, 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(back == lr);
+  cudaStreamDestroy(s);
+}

@@ -34,7 +34,7 @@ ALLOY_HD void mulhilo32(std::uint32_t a, std::uint32_t b, std::uint32_t& hi, std
 ALLOY_HD Philox4x32 philox4x32_10(Philox4x32 ctr, std::uint32_t k0, std::uint32_t k1) {
   constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
   constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-#if ALLOY_DEVICE_COMPILE
+#if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
   for (int round = 0; round < 10; ++round) {

@@ -218,13 +218,24 @@ class Cuda::Backend {
   void rebuild(const std::vector<TensorEntry>& entries, const std::vector<Hyper>& hypers) {
     if (!entries.empty()) device_ = device_of(entries[0]);
     cuda_detail::DeviceGuard guard(device_);
+    // Registration-time work: wait for every stream (steps in flight use the old tables).
+    ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
     int sms = 0;
     ALLOY_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_));
 
     Tables next;
     const Device dev = Device::cuda(device_);
     next.entries = upload(entries, dev);
-    next.hypers = upload(hypers, dev);
+    // The hyperparameter table keeps its address (and the values written into it through
+    // device_lr / device_hyper) while the number of groups is unchanged; new groups are appended.
+    if (tables_.hypers.bytes() == hypers.size() * sizeof(Hyper)) {
+      next.hypers = std::move(tables_.hypers);
+    } else {
+      next.hypers = upload(hypers, dev);
+      if (tables_.hypers.bytes())
+        ALLOY_CUDA_CHECK(cudaMemcpy(next.hypers.get(), tables_.hypers.get(), tables_.hypers.bytes(),
+                                    cudaMemcpyDeviceToDevice));
+    }
     next.scalars = detail::Buffer(alloc_, entries.size() * sizeof(Scalars), dev);
     // Step counts and the global step carry over: tensors are only ever appended.
     next.counts = detail::Buffer(alloc_, entries.size() * sizeof(std::uint32_t), dev);
@@ -267,6 +278,20 @@ class Cuda::Backend {
     num_tensors_ = std::uint32_t(entries.size());
   }
 
+  /// Called before a rebuild that a step triggers: a rebuild allocates and synchronizes, which a
+  /// stream being captured into a graph cannot do.
+  static void prepare_rebuild(Stream stream) {
+    if (capturing(stream))
+      detail::fail("tensor bindings changed (set_grad, set_frozen) since the last step: the tables "
+                   "must be rebuilt, which cannot happen while the stream is being captured; step "
+                   "once outside the capture first");
+  }
+  static bool capturing(Stream stream) {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    ALLOY_CUDA_CHECK(cudaStreamIsCapturing(stream, &st));
+    return st != cudaStreamCaptureStatusNone;
+  }
+
   /// Copied to the device table in stream order at the next step (a tiny launch per group).
   void set_hyper(std::size_t g, const Hyper& h) { pending_.emplace_back(g, h); }
 
@@ -280,6 +305,10 @@ class Cuda::Backend {
   void run(const Args& args, bool advance, std::uint8_t rounding_purpose, Stream stream) {
     cuda_detail::DeviceGuard guard(device_);
     auto* hypers = tables_.hypers.template as<Hyper>();
+    if (!pending_.empty() && capturing(stream))
+      detail::fail("set_hyper/set_lr values are pending while the stream is being captured: a "
+                   "graph would replay them every time; step once before capturing, and change "
+                   "hyperparameters of a captured step through device_lr / device_hyper");
     for (const auto& [g, h] : pending_) {
       write_hyper_kernel<<<1, 1, 0, stream>>>(hypers + g, h);
       ALLOY_CUDA_CHECK(cudaGetLastError());
@@ -312,18 +341,22 @@ class Cuda::Backend {
   Hyper* device_hyper(std::size_t g) { return tables_.hypers.template as<Hyper>() + g; }
   float* device_lr(std::size_t g) { return &device_hyper(g)->lr; }
 
+  /// Reads below wait for all work on the device (any stream) first.
   std::uint32_t step_count(std::size_t t) const {
+    ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
     std::uint32_t c = 0;
     ALLOY_CUDA_CHECK(cudaMemcpy(&c, tables_.counts.template as<std::uint32_t>() + t, 4, cudaMemcpyDeviceToHost));
     return c;
   }
   std::uint64_t global_step() const {
+    ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
     std::uint32_t c = 0;
     if (tables_.global_step.bytes())
       ALLOY_CUDA_CHECK(cudaMemcpy(&c, tables_.global_step.get(), 4, cudaMemcpyDeviceToHost));
     return c;
   }
   void read_state(void* dst, const void* src, std::size_t bytes) const {
+    ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
     ALLOY_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
   }
   std::size_t count_bytes() const { return tables_.counts.bytes(); }

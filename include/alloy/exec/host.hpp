@@ -41,6 +41,7 @@ class Host::Backend {
         pool_(o.host_threads ? o.host_threads : std::max(1u, std::thread::hardware_concurrency())) {}
 
   static void check_view(const TensorView&, const std::string&) {}
+  static void prepare_rebuild(Stream) {}
   static void zero(void* p, std::size_t bytes) { std::memset(p, 0, bytes); }
 
   /// New tables; step counts of tensors that existed before are kept.

@@ -46,38 +46,43 @@ ALLOY_HD RandomStream direction_stream(std::uint64_t seed, std::uint32_t step, s
                       std::uint8_t(int(Purpose::spsa_direction) + k)};
 }
 
-/// The directions of elements 2q and 2q+1: one Philox call per pair. Gaussian: Box-Muller on two
-/// 24-bit uniforms, u1 in (0, 1) and an angle in (-pi, pi): (r cos a, r sin a),
-/// r = sqrt(-2 ln u1). The device uses the fast hardware log / sincos; the host uses <cmath>: the
-/// integer stream is bitwise the same on both, the floats agree to a few ulps (docs/numerics.md).
+/// The directions of elements 4q .. 4q+3: one Philox call, all four words used. Gaussian:
+/// Box-Muller on two pairs of 24-bit uniforms, u1 in (0, 1) and an angle in (-pi, pi):
+/// (r cos a, r sin a), r = sqrt(-2 ln u1). The device uses the hardware log / sincos; the host
+/// uses <cmath>: the integer stream is bitwise the same on both, the floats agree to a few ulps
+/// (docs/numerics.md).
 template <Direction D>
-ALLOY_HD void direction_pair(const RandomStream& rs, std::uint64_t q, float& z0, float& z1) {
+ALLOY_HD void direction_quad(const RandomStream& rs, std::uint64_t q, float (&z)[4]) {
   const Philox4x32 r = rs.at(q);
   if constexpr (D == Direction::rademacher) {
-    z0 = (r.v[0] & 1u) ? 1.f : -1.f;
-    z1 = (r.v[1] & 1u) ? 1.f : -1.f;
+    for (int j = 0; j < 4; ++j) z[j] = (r.v[j] & 1u) ? 1.f : -1.f;
   } else {
-    const float u1 = (float(r.v[0] >> 8) + 0.5f) * 0x1p-24f;
-    const float a = ((float(r.v[1] >> 8) + 0.5f) * 0x1p-24f - 0.5f) * 6.28318530717958647692f;
 #if ALLOY_ON_DEVICE
-    const float rad = __fsqrt_rn(-2.f * __logf(u1));
-    float s, c;
-    __sincosf(a, &s, &c);
-#else
-    const float rad = std::sqrt(-2.f * std::log(u1));
-    const float s = std::sin(a), c = std::cos(a);
+#pragma unroll
 #endif
-    z0 = rad * c;
-    z1 = rad * s;
+    for (int h = 0; h < 2; ++h) {
+      const float u1 = (float(r.v[2 * h] >> 8) + 0.5f) * 0x1p-24f;
+      const float a = ((float(r.v[2 * h + 1] >> 8) + 0.5f) * 0x1p-24f - 0.5f) * 6.28318530717958647692f;
+#if ALLOY_ON_DEVICE
+      const float rad = __fsqrt_rn(-2.f * __logf(u1));
+      float sn, cs;
+      __sincosf(a, &sn, &cs);
+#else
+      const float rad = std::sqrt(-2.f * std::log(u1));
+      const float sn = std::sin(a), cs = std::cos(a);
+#endif
+      z[2 * h] = rad * cs;
+      z[2 * h + 1] = rad * sn;
+    }
   }
 }
 
 /// The direction of one element.
 template <Direction D>
 ALLOY_HD float direction(const RandomStream& rs, std::uint64_t element) {
-  float z0, z1;
-  direction_pair<D>(rs, element >> 1, z0, z1);
-  return (element & 1u) ? z1 : z0;
+  float z[4];
+  direction_quad<D>(rs, element >> 2, z);
+  return z[element & 3u];
 }
 
 }  // namespace grad
@@ -135,32 +140,58 @@ struct ZoPerturb {
       const float se = fp::mul(pass.args.scale, pass.args.eps);
       float z[N];
       directions<N>(zs, i0, z);
+      std::uint32_t r[N] = {};
+      if constexpr (kRandom) rounding_bits<N>(rng, i0, r);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
       for (int j = 0; j < N; ++j) {
         const float pj = fp::add(to_float(p[j]), fp::mul(se, z[j]));
-        std::uint32_t r = 0;
-        if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j)).v[0];
-        p[j] = round_to<PT, PR>(pj, r);
+        p[j] = round_to<PT, PR>(pj, r[j]);
       }
       io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
     }
   };
 
-  /// z of elements i0 .. i0 + N - 1 (pairs when i0 is even).
+  /// z of elements i0 .. i0 + N - 1 (one Philox call per 4 when i0 is a multiple of 4).
   template <int N>
   ALLOY_HD static void directions(const RandomStream& zs, std::uint64_t i0, float (&z)[N]) {
-    if constexpr (N % 2 == 0) {
-      if ((i0 & 1u) == 0) {
+    if constexpr (N % 4 == 0) {
+      if ((i0 & 3u) == 0) {
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
-        for (int j = 0; j < N; j += 2) grad::direction_pair<D>(zs, (i0 >> 1) + std::uint64_t(j / 2), z[j], z[j + 1]);
+        for (int j = 0; j < N; j += 4) {
+          float q[4];
+          grad::direction_quad<D>(zs, (i0 >> 2) + std::uint64_t(j / 4), q);
+          for (int h = 0; h < 4; ++h) z[j + h] = q[h];
+        }
         return;
       }
     }
     for (int j = 0; j < N; ++j) z[j] = grad::direction<D>(zs, i0 + std::uint64_t(j));
+  }
+
+  /// 16 random bits per element for stochastically rounding a parameter pass: one Philox call
+  /// per 8 elements (element e takes half e & 1 of word (e & 7) / 2 of call e / 8).
+  template <int N>
+  ALLOY_HD static void rounding_bits(const RandomStream& rng, std::uint64_t i0, std::uint32_t (&r)[N]) {
+    if constexpr (N % 8 == 0) {
+      if ((i0 & 7u) == 0) {
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+        for (int c = 0; c < N / 8; ++c) {
+          const Philox4x32 w = rng.at((i0 >> 3) + std::uint64_t(c));
+          for (int h = 0; h < 8; ++h) r[8 * c + h] = w.v[h >> 1] >> (16 * (h & 1));
+        }
+        return;
+      }
+    }
+    for (int j = 0; j < N; ++j) {
+      const std::uint64_t e = i0 + std::uint64_t(j);
+      r[j] = rng.at(e >> 3).v[(e & 7u) >> 1] >> (16 * (e & 1u));
+    }
   }
 
   ALLOY_HD static void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
@@ -228,6 +259,10 @@ struct ZoUpdate {
       if (a.fold) {
         Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step + 1, t.key, 0), i0, z);
       }
+      // Stochastic rounding of the parameter only: 16 packed bits per element; with a
+      // stochastic state format, a full call per element (words 0..2: p, m, v).
+      std::uint32_t pr[N] = {};
+      if constexpr (kRandom && !Format::kRandom) Perturb::template rounding_bits<N>(rng, i0, pr);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
@@ -236,8 +271,8 @@ struct ZoUpdate {
         for (int k = 0; k < K; ++k) mj[k] = k < int(t.moments) ? Format::decode(m[k][j]) : 0.f;
         Rule::update(s, pj[j], g[j], mj);
         if (a.fold) pj[j] = fp::add(pj[j], fp::mul(a.eps, z[j]));
-        Philox4x32 r{{0, 0, 0, 0}};
-        if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
+        Philox4x32 r{{pr[j], 0, 0, 0}};
+        if constexpr (Format::kRandom) r = rng.at(i0 + std::uint64_t(j));
         p[j] = round_to<PT, PR>(pj[j], r.v[0]);
         for (int k = 0; k < K; ++k) m[k][j] = Format::encode(mj[k], r.v[1 + k]);
       }
