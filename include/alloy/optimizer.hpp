@@ -272,17 +272,27 @@ class Optimizer {
       backend_.prepare_rebuild(stream);
       rebuild();
     }
-    exec::ZoUpdateArgs<Grad::kMaxDirections> a{};
-    a.eps = options_.zo_eps;
-    a.restore = zo_state_ == Perturbation::minus ? 1.f : 0.f;
-    a.directions = n;
-    a.fold = fold ? 1 : 0;
-    a.c = c.c;
-    a.loss_plus = c.loss_plus;
-    a.loss_minus = c.loss_minus;
-    for (int k = 0; k < Grad::kMaxDirections; ++k) a.c_value[k] = c.values[k];
-    backend_.template run<typename Grad::template UpdateKind<Rule, State>>(
-        a, true, std::uint8_t(Purpose::rounding), stream);
+    const auto fill = [&](auto& a, int count) {
+      a.eps = options_.zo_eps;
+      a.restore = zo_state_ == Perturbation::minus ? 1.f : 0.f;
+      a.directions = n;
+      a.fold = fold ? 1 : 0;
+      a.c = c.c;
+      a.loss_plus = c.loss_plus;
+      a.loss_minus = c.loss_minus;
+      for (int k = 0; k < count; ++k) a.c_value[k] = c.values[k];
+    };
+    if (n == 1) {
+      exec::ZoUpdateArgs<1> a{};
+      fill(a, 1);
+      backend_.template run<typename Grad::template UpdateKind<Rule, State>>(
+          a, true, std::uint8_t(Purpose::rounding), stream);
+    } else {
+      exec::ZoUpdateArgs<Grad::kMaxDirections> a{};
+      fill(a, Grad::kMaxDirections);
+      backend_.template run<typename Grad::template MultiUpdateKind<Rule, State>>(
+          a, true, std::uint8_t(Purpose::rounding), stream);
+    }
     zo_state_ = fold ? Perturbation::plus : Perturbation::none;
     zo_direction_ = 0;
   }

@@ -93,6 +93,7 @@ struct Tuning {
 /// on AdamW (register pressure halves occupancy).
 template <class E>
 constexpr Tuning tuning_sm90() {
+  if constexpr (requires { E::kUnrollSm90; }) return Tuning{ALLOY_SM90_THREADS, E::kUnrollSm90};
   return E::kVec == 4 ? Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_4}
                       : Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_8};
 }

@@ -34,9 +34,12 @@ struct Spsa {
   static constexpr Direction kDirection = D;
   /// At most this many directions per step (their scalars travel by value in a launch).
   static constexpr int kMaxDirections = 8;
-  /// The element kind of the update pass (exec/tile.hpp).
+  /// The element kind of the update pass (exec/tile.hpp): a one-direction kernel (MeZO) and one
+  /// for up to kMaxDirections; the first sizes the grid.
   template <class Rule, class Format>
-  using UpdateKind = exec::ZoUpdateKind<Rule, Format, D, kMaxDirections>;
+  using UpdateKind = exec::ZoUpdateKind<Rule, Format, D, 1>;
+  template <class Rule, class Format>
+  using MultiUpdateKind = exec::ZoUpdateKind<Rule, Format, D, kMaxDirections>;
 };
 
 /// The random stream of direction k in step `step`.
@@ -82,7 +85,8 @@ template <Direction D>
 ALLOY_HD float direction(const RandomStream& rs, std::uint64_t element) {
   float z[4];
   direction_quad<D>(rs, element >> 2, z);
-  return z[element & 3u];
+  const unsigned lane = unsigned(element & 3u);  // selects, not a run-time index (registers)
+  return lane == 0 ? z[0] : lane == 1 ? z[1] : lane == 2 ? z[2] : z[3];
 }
 
 }  // namespace grad
@@ -122,6 +126,9 @@ template <grad::Direction D, class PT, Rounding PR>
 struct ZoPerturb {
   using Scalars = char;  // unused: no per-tensor scalars
   using Args = ZoPerturbArgs;
+  /// Tiles in flight per thread on sm_90: the pass is bound by arithmetic (Philox and
+  /// Box-Muller per element), so fewer registers per thread and more warps pay off.
+  static constexpr int kUnrollSm90 = 2;
   static constexpr bool kRandom = PR == Rounding::stochastic && sizeof(PT) == 2;
   static constexpr int kVec = int(16 / sizeof(PT));
 
@@ -190,7 +197,10 @@ struct ZoPerturb {
     }
     for (int j = 0; j < N; ++j) {
       const std::uint64_t e = i0 + std::uint64_t(j);
-      r[j] = rng.at(e >> 3).v[(e & 7u) >> 1] >> (16 * (e & 1u));
+      const Philox4x32 w = rng.at(e >> 3);
+      const unsigned word = unsigned(e & 7u) >> 1;
+      const std::uint32_t x = word == 0 ? w.v[0] : word == 1 ? w.v[1] : word == 2 ? w.v[2] : w.v[3];
+      r[j] = x >> (16 * (e & 1u));
     }
   }
 
@@ -213,6 +223,7 @@ struct ZoUpdate {
   using Args = ZoUpdateArgs<kMax>;
   static constexpr bool kRandom = Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
   static constexpr int kVec = int(16 / (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S)));
+  static constexpr int kUnrollSm90 = kVec == 4 ? 2 : 1;  // bound by arithmetic, as ZoPerturb
   using Perturb = ZoPerturb<D, PT, PR>;
 
   template <int N>
@@ -243,17 +254,33 @@ struct ZoUpdate {
         pj[j] = to_float(p[j]);
         g[j] = 0.f;
       }
-      const float inv_n = fp::div(1.f, float(a.directions));
-      for (int k = 0; k < a.directions; ++k) {
-        Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step, t.key, k), i0, z);
-        const float ck = fp::mul(projected_gradient(a, k), inv_n);
-        const float re = k == a.directions - 1 ? fp::mul(a.restore, a.eps) : 0.f;
+      if constexpr (kMax == 1) {  // MeZO: one direction, every index a constant
+        Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step, t.key, 0), i0, z);
+        const float c0 = projected_gradient(a, 0), re = fp::mul(a.restore, a.eps);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
         for (int j = 0; j < N; ++j) {
-          g[j] = fp::add(g[j], fp::mul(ck, z[j]));
+          g[j] = fp::mul(c0, z[j]);
           pj[j] = fp::add(pj[j], fp::mul(re, z[j]));
+        }
+      } else {
+        const float inv_n = fp::div(1.f, float(a.directions));
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+        for (int k = 0; k < kMax; ++k) {  // unrolled: c_value[k] stays out of local memory
+          if (k >= a.directions) break;
+          Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step, t.key, k), i0, z);
+          const float ck = fp::mul(projected_gradient(a, k), inv_n);
+          const float re = k == a.directions - 1 ? fp::mul(a.restore, a.eps) : 0.f;
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+          for (int j = 0; j < N; ++j) {
+            g[j] = fp::add(g[j], fp::mul(ck, z[j]));
+            pj[j] = fp::add(pj[j], fp::mul(re, z[j]));
+          }
         }
       }
       if (a.fold) {
