@@ -63,8 +63,8 @@ class Optimizer {
       : options_(std::move(options)),
         alloc_(options_.allocator ? options_.allocator : Exec::default_allocator()),
         backend_(options_) {
-    if (options_.param_rounding != Rounding::nearest &&
-        options_.param_rounding != Rounding::stochastic)
+    if (options_.param_rounding && *options_.param_rounding != Rounding::nearest &&
+        *options_.param_rounding != Rounding::stochastic)
       detail::fail("Options::param_rounding has an unknown value");
     if constexpr (kZerothOrder) {
       if (!std::isfinite(options_.zo_eps) || !(options_.zo_eps > 0.f))
@@ -411,7 +411,7 @@ class Optimizer {
   /// Whether a step draws random numbers for a tensor of this dtype (stochastic rounding).
   bool draws_random(DType param) const {
     return State::kRandom ||
-           (param == DType::bf16 && options_.param_rounding == Rounding::stochastic);
+           (param == DType::bf16 && bf16_param_rounding(options_, kZerothOrder) == Rounding::stochastic);
   }
 
   void check_index(std::size_t t) const {

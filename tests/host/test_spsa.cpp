@@ -390,3 +390,22 @@ TEST_CASE("spsa: MeZO's weight-decay mask (bias, layer_norm, layernorm) as data"
   CHECK(w[0] == doctest::Approx(1.0f * (1 - 0.1f * 0.5f)));
   CHECK(b[0] == 1.0f);  // masked
 }
+
+TEST_CASE("spsa: bf16 parameters default to stochastic rounding (Options::param_rounding unset)") {
+  const std::size_t n = 4096;
+  std::vector<alloy::bf16> p(n);
+  for (std::size_t i = 0; i < n; ++i) p[i] = alloy::to_bf16_nearest(0.5f + 0.25f * float(i) / float(n));
+  const auto p0 = p;
+  ZoOpt<> opt({Param{TensorView::of(p.data(), n, Device::host(), "w")}}, {1e-5f, 0.f, 0.f, 0.f, false, false});
+  decltype(opt)::ProjectedGradient pg;
+  pg.values[0] = 1.f;
+  for (int s = 0; s < 100; ++s) opt.update(pg, nullptr, false);
+  std::size_t moved = 0;
+  for (std::size_t i = 0; i < n; ++i) moved += p[i].bits != p0[i].bits;
+  // Round-to-nearest moves none (test above). Stochastic: each step rounds away with probability
+  // |lr z| / ulp ~ 0.4% here, and later steps can round back: about 1 in 6 elements ends moved.
+  CHECK(moved > n / 20);
+  // Backprop compositions keep round-to-nearest by default.
+  CHECK(alloy::bf16_param_rounding(alloy::Options{}, false) == alloy::Rounding::nearest);
+  CHECK(alloy::bf16_param_rounding(alloy::Options{}, true) == alloy::Rounding::stochastic);
+}

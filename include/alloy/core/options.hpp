@@ -17,7 +17,9 @@ struct Options {
   std::uint64_t seed = 0;
   /// How bf16 parameters are stored after an update. Stochastic rounding keeps updates smaller
   /// than half a bf16 ulp alive on average; fp32 parameters ignore it; fp16 supports nearest only.
-  Rounding param_rounding = Rounding::nearest;
+  /// Unset: nearest, except stochastic for zeroth-order gradient sources (grad::Spsa), whose
+  /// updates are far below a bf16 ulp (docs/policies/spsa.md).
+  std::optional<Rounding> param_rounding;
   /// Owner of optimizer state and metadata; null selects the executor's default
   /// (aligned operator new on the host, cudaMalloc on CUDA).
   std::shared_ptr<Allocator> allocator;
@@ -33,5 +35,10 @@ struct Options {
   float zo_eps = 1e-3f;
   unsigned zo_directions = 1;
 };
+
+/// The rounding of bf16 parameter stores that `o` selects for a composition.
+inline Rounding bf16_param_rounding(const Options& o, bool zeroth_order) {
+  return o.param_rounding ? *o.param_rounding : zeroth_order ? Rounding::stochastic : Rounding::nearest;
+}
 
 ALLOY_NAMESPACE_END

@@ -14,6 +14,7 @@
 
 #include "../core/allocator.hpp"
 #include "../core/error.hpp"
+#include "../compose.hpp"
 #include "../core/options.hpp"
 #include "dispatch.hpp"
 #include "plan.hpp"
@@ -191,7 +192,7 @@ class Cuda::Backend {
 
  public:
   explicit Backend(const Options& o)
-      : seed_(o.seed), rounding_(o.param_rounding), blocks_override_(o.cuda_blocks),
+      : seed_(o.seed), rounding_(bf16_param_rounding(o, is_zeroth_order<Grad>())), blocks_override_(o.cuda_blocks),
         alloc_(o.allocator ? o.allocator : default_allocator()) {}
 
   /// The pointer must be device (or managed) memory of the view's device.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../core/allocator.hpp"
+#include "../compose.hpp"
 #include "../core/options.hpp"
 #include "dispatch.hpp"
 #include "plan.hpp"
@@ -37,7 +38,7 @@ class Host::Backend {
 
  public:
   Backend(const Options& o)
-      : seed_(o.seed), rounding_(o.param_rounding),
+      : seed_(o.seed), rounding_(bf16_param_rounding(o, is_zeroth_order<Grad>())),
         pool_(o.host_threads ? o.host_threads : std::max(1u, std::thread::hardware_concurrency())) {}
 
   static void check_view(const TensorView&, const std::string&) {}
