@@ -19,6 +19,15 @@ rows = [r for r in d["rows"] if "error" not in r]
 target = {"flat": 0.90, "llama1b": 0.85}
 
 
+def target_of(r):
+    """The fraction-of-copy target of an alloy row, or None where the issue sets none."""
+    if "/Spsa" in r["composition"]:
+        # [spsa]: >= 0.85 with fp32 parameters counting 8 bytes per parameter per pass; bf16 is
+        # bound by arithmetic (Philox, Box-Muller, stochastic rounding): reported, no target.
+        return 0.85 if r["dtype"] == "fp32" else None
+    return target.get(r["workload"])
+
+
 def anchor(impl, workload, dtype):
     for r in rows:
         if r["impl"] == impl and r["workload"] == workload and r["dtype"] == dtype:
@@ -50,18 +59,25 @@ for r in rows:
     tf = anchor("torch_fused", r["workload"], r["dtype"])
     vs = (f"{tf['ms_median'] / r['ms_median']:.2f}x" if tf and r["impl"].startswith("alloy")
           and r["composition"].startswith("AdamW/") else "")
+    mz = anchor("mezo_loop", r["workload"], r["dtype"])
+    if mz and r["impl"].startswith("alloy") and "/Spsa" in r["composition"]:
+        vs = f"{mz['ms_median'] / r['ms_median']:.2f}x (MeZO loop)"
     ok = ""
     if r["impl"].startswith("alloy"):
-        t = target.get(r["workload"])
-        ok = "ok" if t and r["fraction_of_copy"] >= t else f"< {t}"
-        if not ok == "ok":
-            fails.append(f"{r['impl']} {r['composition']} {r['workload']} {r['dtype']}: {r['fraction_of_copy']:.3f} < {t}")
+        t = target_of(r)
+        if t is None:
+            ok = "no target"
+        else:
+            ok = "ok" if r["fraction_of_copy"] >= t else f"< {t}"
+            if not ok == "ok":
+                fails.append(f"{r['impl']} {r['composition']} {r['workload']} {r['dtype']}: {r['fraction_of_copy']:.3f} < {t}")
     w(f"| {r['impl']} | {r['composition']} | {r['workload']} | {r['dtype']} | {r.get('tensors', '')} | "
       f"{r['ms_median']:.3f} | {r['ms_min']:.3f} | {r['ms_max']:.3f} | {r.get('ms_first', float('nan')):.3f} | "
       f"{r['bytes_per_param']:g} | {r['fraction_of_copy']:.3f} | {r['state_bytes_per_param']:.2f} | {vs} | {ok} |")
 w("")
 w("## Targets\n")
-w("Fraction of copy bandwidth (>= 0.90 `flat`, >= 0.85 `llama1b`, every alloy row): " +
+w("Fraction of copy bandwidth (>= 0.90 `flat`, >= 0.85 `llama1b`, every Backprop row; >= 0.85 for the")
+w("fp32 Spsa rows, counted at 8 bytes per parameter per pass): " +
   ("**met on every row**." if not fails else "**missed** on: " + "; ".join(fails) + "."))
 w("")
 w("At equal state bytes against torch fused AdamW (median step, this run):\n")
@@ -73,7 +89,7 @@ for r in rows:
     state = r["composition"].split("/")[1]
     # equal state bytes: Fp32 state vs torch with fp32 params; Bf16 state vs torch with bf16 params
     tdtype = "fp32" if state == "Fp32" else "bf16"
-    if r["dtype"] != tdtype and not (state == "Bf16"):
+    if r["dtype"] != tdtype:  # same parameter dtype too: the same bytes per step
         continue
     tf = anchor("torch_fused", r["workload"], tdtype)
     if not tf:
@@ -82,9 +98,24 @@ for r in rows:
       f"({tf['state_bytes_per_param']:.0f} B state) | {r['ms_median']:.3f} | {tf['ms_median']:.3f} | "
       f"{tf['ms_median'] / r['ms_median']:.2f}x |")
 w("")
-w("(The `AdamW/Fp32` rows with bf16 parameters keep 8 bytes of state per parameter where torch")
-w("keeps 4; they are not an equal-state comparison and are slower than torch's bf16 rows because")
-w("they move 22 bytes per parameter instead of 14.)\n")
+w("(The other AdamW rows mix dtypes that torch does not offer together: fp32 state with bf16")
+w("parameters (8 bytes of state, 22 moved per parameter) and bf16 state with fp32 parameters (4 bytes")
+w("of state, 20 moved); the main table compares them with torch's row of the same parameter dtype.)\n")
+hist = os.path.join(os.path.dirname(src), "history.md")
+if os.path.exists(hist):
+    w(open(hist).read().rstrip() + "\n")
+zo = [r for r in rows if r["impl"] == "alloy" and "/Spsa" in r["composition"]]
+if zo:
+    w("Zeroth-order steps (Sgd + Spsa, the parameter passes of one fused MeZO step, forward passes")
+    w("excluded) against the official MeZO loop's four passes in PyTorch (target: >= 5x on every row):\n")
+    w("| workload | dtype | alloy ms | MeZO loop ms | speed-up | alloy fraction of copy |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    for r in zo:
+        mz = anchor("mezo_loop", r["workload"], r["dtype"])
+        if mz:
+            w(f"| {r['workload']} | {r['dtype']} | {r['ms_median']:.3f} | {mz['ms_median']:.3f} | "
+              f"{mz['ms_median'] / r['ms_median']:.2f}x | {r['fraction_of_copy']:.3f} |")
+    w("")
 tune = os.path.join(os.path.dirname(src), "tune_sm90.txt")
 if os.path.exists(tune):
     w("## Launch tuning (sm_90)\n")
