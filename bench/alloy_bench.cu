@@ -207,6 +207,48 @@ struct Row {
   std::string error;
 };
 
+/// Times `steps` calls of step_fn after one untimed-as-median first call (reported as ms_first):
+/// before each, `refill` (not timed) and a device synchronization; events around the call.
+Row time_row(const std::function<void()>& refill, const std::function<void()>& step_fn,
+             cudaStream_t s, int steps, const Workload& w, const char* dt, const std::string& impl,
+             const std::string& comp, double bytes_per_param, double state_bytes, double copy_gbs) {
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  std::vector<double> ms;
+  double first = 0;
+  for (int k = 0; k <= steps; ++k) {
+    refill();
+    CK(cudaDeviceSynchronize());
+    CK(cudaEventRecord(e0, s));
+    step_fn();
+    CK(cudaEventRecord(e1, s));
+    CK(cudaEventSynchronize(e1));
+    float t;
+    CK(cudaEventElapsedTime(&t, e0, e1));
+    if (k == 0) first = t;
+    else ms.push_back(t);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  Row r;
+  r.impl = impl;
+  r.composition = comp;
+  r.workload = w.name;
+  r.dtype = dt;
+  r.params = w.params;
+  r.tensors = w.sizes.size();
+  r.ms_median = median(ms);
+  r.ms_min = *std::min_element(ms.begin(), ms.end());
+  r.ms_max = *std::max_element(ms.begin(), ms.end());
+  r.ms_first = first;
+  r.bytes_per_param = bytes_per_param;
+  r.fraction_of_copy = bytes_per_param * double(w.params) / (r.ms_median * 1e-3) / (copy_gbs * 1e9);
+  r.state_bytes_per_param = state_bytes / double(w.params);
+  std::fprintf(stderr, "[alloy_bench]   %-12s median %.3f ms  (%.3f of copy)\n", impl.c_str(), r.ms_median, r.fraction_of_copy);
+  return r;
+}
+
 /// Times one composition on one workload and dtype (and its graph replay).
 template <class Rule, class State, class T>
 void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
@@ -223,41 +265,11 @@ void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double c
   alloy::cuda::Optimizer<Rule, State> opt(ps, h);
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-
+  std::uint32_t fills = 0;  // fresh gradients before every step
+  auto refill = [&] { buf.template fill<T>(true, 100 + fills++, 1e-2f); };
   auto time_steps = [&](const std::function<void()>& step_fn, const std::string& impl) {
-    std::vector<double> ms;
-    double first = 0;
-    for (int k = 0; k <= steps; ++k) {
-      buf.template fill<T>(true, 100 + k, 1e-2f);  // fresh gradients, not timed
-      CK(cudaDeviceSynchronize());
-      CK(cudaEventRecord(e0, s));
-      step_fn();
-      CK(cudaEventRecord(e1, s));
-      CK(cudaEventSynchronize(e1));
-      float t;
-      CK(cudaEventElapsedTime(&t, e0, e1));
-      if (k == 0) first = t;
-      else ms.push_back(t);
-    }
-    Row r;
-    r.impl = impl;
-    r.composition = comp;
-    r.workload = w.name;
-    r.dtype = dt;
-    r.params = w.params;
-    r.tensors = w.sizes.size();
-    r.ms_median = median(ms);
-    r.ms_min = *std::min_element(ms.begin(), ms.end());
-    r.ms_max = *std::max_element(ms.begin(), ms.end());
-    r.ms_first = first;
-    r.bytes_per_param = bytes_per_param;
-    r.fraction_of_copy = bytes_per_param * double(w.params) / (r.ms_median * 1e-3) / (copy_gbs * 1e9);
-    r.state_bytes_per_param = double(opt.state_bytes()) / double(w.params);
-    rows.push_back(r);
-    std::fprintf(stderr, "[alloy_bench]   %-12s median %.3f ms  (%.3f of copy)\n", impl.c_str(), r.ms_median, r.fraction_of_copy);
+    rows.push_back(time_row(refill, step_fn, s, steps, w, dt, impl, comp, bytes_per_param,
+                            double(opt.state_bytes()), copy_gbs));
   };
   time_steps([&] { opt.step(s); }, "alloy");
 
@@ -272,8 +284,6 @@ void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double c
   CK(cudaGetLastError());
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
   cudaStreamDestroy(s);
 }
 
@@ -297,9 +307,6 @@ void bench_zo(const Workload& w, int steps, double copy_gbs, std::vector<Row>& r
   Opt opt(ps, {1e-6f, 0.f, 0.f, 0.f, false, false}, o);
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
   float* c_dev;
   CK(cudaMalloc(&c_dev, sizeof(float)));
   const float c_host = 0.37f;
@@ -310,35 +317,8 @@ void bench_zo(const Workload& w, int steps, double copy_gbs, std::vector<Row>& r
   // 4 bytes per fp32 parameter read and written per pass (2 per bf16), two passes.
   const double bytes_per_param = 4.0 * sizeof(T);
   auto time_steps = [&](const std::function<void()>& step_fn, const std::string& impl) {
-    std::vector<double> ms;
-    double first = 0;
-    for (int k = 0; k <= steps; ++k) {
-      CK(cudaDeviceSynchronize());
-      CK(cudaEventRecord(e0, s));
-      step_fn();
-      CK(cudaEventRecord(e1, s));
-      CK(cudaEventSynchronize(e1));
-      float t;
-      CK(cudaEventElapsedTime(&t, e0, e1));
-      if (k == 0) first = t;
-      else ms.push_back(t);
-    }
-    Row r;
-    r.impl = impl;
-    r.composition = comp;
-    r.workload = w.name;
-    r.dtype = dt;
-    r.params = w.params;
-    r.tensors = w.sizes.size();
-    r.ms_median = median(ms);
-    r.ms_min = *std::min_element(ms.begin(), ms.end());
-    r.ms_max = *std::max_element(ms.begin(), ms.end());
-    r.ms_first = first;
-    r.bytes_per_param = bytes_per_param;
-    r.fraction_of_copy = bytes_per_param * double(w.params) / (r.ms_median * 1e-3) / (copy_gbs * 1e9);
-    r.state_bytes_per_param = double(opt.state_bytes()) / double(w.params);
-    rows.push_back(r);
-    std::fprintf(stderr, "[alloy_bench]   %-12s median %.3f ms  (%.3f of copy)\n", impl.c_str(), r.ms_median, r.fraction_of_copy);
+    rows.push_back(time_row([] {}, step_fn, s, steps, w, dt, impl, comp, bytes_per_param,
+                            double(opt.state_bytes()), copy_gbs));
   };
   time_steps([&] { opt.flip(s); opt.update(pg, s, true); }, "alloy");
   cudaGraph_t graph;
@@ -354,8 +334,6 @@ void bench_zo(const Workload& w, int steps, double copy_gbs, std::vector<Row>& r
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaFree(c_dev);
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
   cudaStreamDestroy(s);
 }
 

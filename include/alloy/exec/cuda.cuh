@@ -135,7 +135,7 @@ __device__ __forceinline__ void step_range(const TensorEntry& t, const typename 
     }
   }
   const std::uint64_t tail = begin + tiles * N;
-  if (threadIdx.x < end - tail) E::scalar_range(t, tail + threadIdx.x, tail + threadIdx.x + 1, s, pass);
+  if (threadIdx.x < end - tail) scalar_range<E>(t, tail + threadIdx.x, tail + threadIdx.x + 1, s, pass);
 }
 
 /// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).

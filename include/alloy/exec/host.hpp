@@ -105,7 +105,7 @@ class Host::Backend {
           tile.template load<false, false, false>(t, i);
           tile.template update_store<false, false>(t, i, s, pass);
         }
-        E::scalar_range(t, i, ch.end, s, pass);
+        scalar_range<E>(t, i, ch.end, s, pass);
       }
     });
   }

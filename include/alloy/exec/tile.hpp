@@ -146,17 +146,19 @@ struct ElementStep {
         if (k < int(t.moments)) io::store<VecS>(static_cast<S*>(t.state[k]) + i0, m[k]);
     }
   };
-
-  /// Elements [begin, end) of tensor t, one at a time (edges, and the host executor's tails).
-  ALLOY_HD static void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
-                                    const Scalars& s, const Pass<Args>& pass) {
-    for (std::uint64_t i = begin; i < end; ++i) {
-      Tile<1> tile;
-      tile.template load<false, false, false>(t, i);
-      tile.template update_store<false, false>(t, i, s, pass);
-    }
-  }
 };
+
+/// Elements [begin, end) of tensor t one at a time, for any element kind E (tensor edges, and
+/// the host executor's tails).
+template <class E>
+ALLOY_HD void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
+                           const typename E::Scalars& s, const Pass<typename E::Args>& pass) {
+  for (std::uint64_t i = begin; i < end; ++i) {
+    typename E::template Tile<1> tile;
+    tile.template load<false, false, false>(t, i);
+    tile.template update_store<false, false>(t, i, s, pass);
+  }
+}
 
 /// Names ElementStep for the executors: Kind<Rule, Format>::type<PT, GT, PR>.
 template <class Rule, class Format>

@@ -203,15 +203,6 @@ struct ZoPerturb {
       r[j] = x >> (16 * (e & 1u));
     }
   }
-
-  ALLOY_HD static void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
-                                    const Scalars& s, const Pass<Args>& pass) {
-    for (std::uint64_t i = begin; i < end; ++i) {
-      Tile<1> tile;
-      tile.template load<false, false, false>(t, i);
-      tile.template update_store<false, false>(t, i, s, pass);
-    }
-  }
 };
 
 /// The update pass of a zeroth-order step: restore, rule, fold; moments through the format.
@@ -311,15 +302,6 @@ struct ZoUpdate {
         if (k < int(t.moments)) io::store<VecS>(static_cast<S*>(t.state[k]) + i0, m[k]);
     }
   };
-
-  ALLOY_HD static void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
-                                    const Scalars& s, const Pass<Args>& pass) {
-    for (std::uint64_t i = begin; i < end; ++i) {
-      Tile<1> tile;
-      tile.template load<false, false, false>(t, i);
-      tile.template update_store<false, false>(t, i, s, pass);
-    }
-  }
 };
 
 template <grad::Direction D>
