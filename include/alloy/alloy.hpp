@@ -16,6 +16,7 @@
 #include "state/fp32.hpp"
 #include "state/bf16.hpp"
 #include "share/per_parameter.hpp"
+#include "share/partition.hpp"
 #include "grad/backprop.hpp"
 #include "exec/host.hpp"
 #include "optimizer.hpp"
