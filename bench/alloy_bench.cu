@@ -20,14 +20,14 @@
 
 namespace {
 
-#define CK(expr)                                                                          \
-  do {                                                                                    \
-    cudaError_t e_ = (expr);                                                              \
-    if (e_ != cudaSuccess) {                                                              \
+#define CK(expr)                                                                             \
+  do {                                                                                       \
+    cudaError_t e_ = (expr);                                                                 \
+    if (e_ != cudaSuccess) {                                                                 \
       std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, \
-                   __LINE__, #expr);                                                      \
-      std::exit(1);                                                                       \
-    }                                                                                     \
+                   __LINE__, #expr);                                                         \
+      std::exit(1);                                                                          \
+    }                                                                                        \
   } while (0)
 
 // ---- a minimal JSON reader for bench/workloads.json (objects, arrays, strings, integers) ----
@@ -88,7 +88,8 @@ struct Workload {
   std::uint64_t params = 0;
 };
 
-std::vector<Workload> read_workloads(const std::string& path, const std::vector<std::string>& select) {
+std::vector<Workload> read_workloads(const std::string& path,
+                                     const std::vector<std::string>& select) {
   std::ifstream f(path);
   if (!f) {
     std::fprintf(stderr, "cannot open %s\n", path.c_str());
@@ -134,7 +135,8 @@ template <class T>
 __global__ void fill_random(T* x, std::uint64_t n, std::uint32_t seed, float scale) {
   for (std::uint64_t i = blockIdx.x * std::uint64_t(blockDim.x) + threadIdx.x; i < n;
        i += std::uint64_t(gridDim.x) * blockDim.x) {
-    const auto r = alloy::philox4x32_10({{std::uint32_t(i), std::uint32_t(i >> 32), seed, 7}}, 0x1234u, seed);
+    const auto r =
+        alloy::philox4x32_10({{std::uint32_t(i), std::uint32_t(i >> 32), seed, 7}}, 0x1234u, seed);
     float v = (float(r.v[0] >> 8) * (1.f / 16777216.f) - 0.5f) * 2.f * scale;
     if (v == 0.f) v = scale * 1e-3f;  // never zeros
     if constexpr (sizeof(T) == 4) x[i] = v;
@@ -203,7 +205,8 @@ double copy_bandwidth_gbs() {
 struct Row {
   std::string impl, composition, workload, dtype;
   std::uint64_t params, tensors;
-  double ms_median, ms_min, ms_max, ms_first, bytes_per_param, fraction_of_copy, state_bytes_per_param;
+  double ms_median, ms_min, ms_max, ms_first, bytes_per_param, fraction_of_copy,
+      state_bytes_per_param;
   std::string error;
 };
 
@@ -245,7 +248,8 @@ Row time_row(const std::function<void()>& refill, const std::function<void()>& s
   r.bytes_per_param = bytes_per_param;
   r.fraction_of_copy = bytes_per_param * double(w.params) / (r.ms_median * 1e-3) / (copy_gbs * 1e9);
   r.state_bytes_per_param = state_bytes / double(w.params);
-  std::fprintf(stderr, "[alloy_bench]   %-12s median %.3f ms  (%.3f of copy)\n", impl.c_str(), r.ms_median, r.fraction_of_copy);
+  std::fprintf(stderr, "[alloy_bench]   %-12s median %.3f ms  (%.3f of copy)\n", impl.c_str(),
+               r.ms_median, r.fraction_of_copy);
   return r;
 }
 
@@ -259,8 +263,10 @@ void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double c
   buf.template fill<T>(false, 1, 1.0f);
   std::vector<alloy::Param> ps;
   for (std::size_t k = 0; k < w.sizes.size(); ++k) {
-    ps.push_back({alloy::TensorView::of(static_cast<T*>(buf.p) + buf.offset[k], w.sizes[k], alloy::Device::cuda(0), w.names[k]),
-                  alloy::TensorView::of(static_cast<T*>(buf.g) + buf.offset[k], w.sizes[k], alloy::Device::cuda(0), w.names[k] + ".grad")});
+    ps.push_back({alloy::TensorView::of(static_cast<T*>(buf.p) + buf.offset[k], w.sizes[k],
+                                        alloy::Device::cuda(0), w.names[k]),
+                  alloy::TensorView::of(static_cast<T*>(buf.g) + buf.offset[k], w.sizes[k],
+                                        alloy::Device::cuda(0), w.names[k] + ".grad")});
   }
   alloy::cuda::Optimizer<Rule, State> opt(ps, h);
   cudaStream_t s;
@@ -298,10 +304,13 @@ void bench_zo(const Workload& w, int steps, double copy_gbs, std::vector<Row>& r
   buf.template fill<T>(false, 1, 1.0f);
   std::vector<alloy::Param> ps;
   for (std::size_t k = 0; k < w.sizes.size(); ++k)
-    ps.push_back({alloy::TensorView::of(static_cast<T*>(buf.p) + buf.offset[k], w.sizes[k], alloy::Device::cuda(0), w.names[k]), {}});
+    ps.push_back({alloy::TensorView::of(static_cast<T*>(buf.p) + buf.offset[k], w.sizes[k],
+                                        alloy::Device::cuda(0), w.names[k]),
+                  {}});
   alloy::Options o;
   o.seed = 17;
-  if (sizeof(T) == 2) o.param_rounding = alloy::Rounding::stochastic;  // the default advice for bf16
+  if (sizeof(T) == 2)
+    o.param_rounding = alloy::Rounding::stochastic;  // the default advice for bf16
   using Opt = alloy::Optimizer<alloy::rule::Sgd, alloy::state::Fp32, alloy::share::PerParameter,
                                alloy::grad::Spsa<>, alloy::exec::Cuda>;
   Opt opt(ps, {1e-6f, 0.f, 0.f, 0.f, false, false}, o);
@@ -320,7 +329,12 @@ void bench_zo(const Workload& w, int steps, double copy_gbs, std::vector<Row>& r
     rows.push_back(time_row([] {}, step_fn, s, steps, w, dt, impl, comp, bytes_per_param,
                             double(opt.state_bytes()), copy_gbs));
   };
-  time_steps([&] { opt.flip(s); opt.update(pg, s, true); }, "alloy");
+  time_steps(
+      [&] {
+        opt.flip(s);
+        opt.update(pg, s, true);
+      },
+      "alloy");
   cudaGraph_t graph;
   cudaGraphExec_t exec;
   CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
@@ -366,7 +380,9 @@ int main(int argc, char** argv) {
     else if (k == "--dtypes") dtypes = split(next());
     else if (k == "--no-zo") zo = false;
     else if (k == "--help" || k == "-h") {
-      std::printf("usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes fp32,bf16] [--no-zo]\n");
+      std::printf(
+          "usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes "
+          "fp32,bf16] [--no-zo]\n");
       return 0;
     } else {
       std::fprintf(stderr, "unknown argument %s (try --help)\n", k.c_str());
@@ -390,14 +406,26 @@ int main(int argc, char** argv) {
   for (const auto& w : workloads)
     for (const auto& dt : dtypes) {
       if (dt == "fp32") {
-        bench<alloy::rule::AdamW, alloy::state::Fp32, float>(w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 4), "AdamW/Fp32/PerParameter/Backprop", rows);
-        bench<alloy::rule::AdamW, alloy::state::Bf16<>, float>(w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 2), "AdamW/Bf16/PerParameter/Backprop", rows);
-        bench<alloy::rule::Sgd, alloy::state::Fp32, float>(w, sgd, steps, copy_gbs, floor_bytes(4, 4, 1, 4), "Sgd/Fp32/PerParameter/Backprop", rows);
+        bench<alloy::rule::AdamW, alloy::state::Fp32, float>(
+            w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 4), "AdamW/Fp32/PerParameter/Backprop",
+            rows);
+        bench<alloy::rule::AdamW, alloy::state::Bf16<>, float>(
+            w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 2), "AdamW/Bf16/PerParameter/Backprop",
+            rows);
+        bench<alloy::rule::Sgd, alloy::state::Fp32, float>(w, sgd, steps, copy_gbs,
+                                                           floor_bytes(4, 4, 1, 4),
+                                                           "Sgd/Fp32/PerParameter/Backprop", rows);
         if (zo) bench_zo<float>(w, steps, copy_gbs, rows);
       } else if (dt == "bf16") {
-        bench<alloy::rule::AdamW, alloy::state::Fp32, alloy::bf16>(w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 4), "AdamW/Fp32/PerParameter/Backprop", rows);
-        bench<alloy::rule::AdamW, alloy::state::Bf16<>, alloy::bf16>(w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 2), "AdamW/Bf16/PerParameter/Backprop", rows);
-        bench<alloy::rule::Sgd, alloy::state::Fp32, alloy::bf16>(w, sgd, steps, copy_gbs, floor_bytes(2, 2, 1, 4), "Sgd/Fp32/PerParameter/Backprop", rows);
+        bench<alloy::rule::AdamW, alloy::state::Fp32, alloy::bf16>(
+            w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 4), "AdamW/Fp32/PerParameter/Backprop",
+            rows);
+        bench<alloy::rule::AdamW, alloy::state::Bf16<>, alloy::bf16>(
+            w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 2), "AdamW/Bf16/PerParameter/Backprop",
+            rows);
+        bench<alloy::rule::Sgd, alloy::state::Fp32, alloy::bf16>(
+            w, sgd, steps, copy_gbs, floor_bytes(2, 2, 1, 4), "Sgd/Fp32/PerParameter/Backprop",
+            rows);
         if (zo) bench_zo<alloy::bf16>(w, steps, copy_gbs, rows);
       } else {
         std::fprintf(stderr, "unknown dtype %s\n", dt.c_str());
@@ -406,10 +434,10 @@ int main(int argc, char** argv) {
     }
 
   std::ofstream out(out_path);
-  out << "{\n  \"device\": \"" << json_escape(prop.name) << "\",\n  \"driver\": \"" << driver / 1000 << "."
-      << (driver % 1000) / 10 << "\",\n  \"cuda\": \"" << runtime / 1000 << "." << (runtime % 1000) / 10
-      << "\",\n  \"sm_count\": " << prop.multiProcessorCount << ",\n  \"copy_gbs\": " << copy_gbs
-      << ",\n  \"rows\": [\n";
+  out << "{\n  \"device\": \"" << json_escape(prop.name) << "\",\n  \"driver\": \"" << driver / 1000
+      << "." << (driver % 1000) / 10 << "\",\n  \"cuda\": \"" << runtime / 1000 << "."
+      << (runtime % 1000) / 10 << "\",\n  \"sm_count\": " << prop.multiProcessorCount
+      << ",\n  \"copy_gbs\": " << copy_gbs << ",\n  \"rows\": [\n";
   for (std::size_t k = 0; k < rows.size(); ++k) {
     const Row& r = rows[k];
     out << "    {\"impl\": \"" << r.impl << "\", \"composition\": \"" << r.composition

@@ -23,15 +23,24 @@ concept UpdateRule = requires(const typename R::Hyper& h, typename R::Scalars s,
 
 /// A state format (state/).
 template <class S>
-concept StateFormat = requires { { S::kElementwise } -> std::convertible_to<bool>; typename S::Stored; };
+concept StateFormat = requires {
+  { S::kElementwise } -> std::convertible_to<bool>;
+  typename S::Stored;
+};
 
 /// A moment-sharing policy (share/).
 template <class S>
-concept SharePolicy = requires { { S::kIsSharePolicy } -> std::convertible_to<bool>; { S::kSharesSecondMoment } -> std::convertible_to<bool>; };
+concept SharePolicy = requires {
+  { S::kIsSharePolicy } -> std::convertible_to<bool>;
+  { S::kSharesSecondMoment } -> std::convertible_to<bool>;
+};
 
 /// A gradient source (grad/).
 template <class G>
-concept GradPolicy = requires { { G::kIsGradPolicy } -> std::convertible_to<bool>; { G::kReadsGradient } -> std::convertible_to<bool>; };
+concept GradPolicy = requires {
+  { G::kIsGradPolicy } -> std::convertible_to<bool>;
+  { G::kReadsGradient } -> std::convertible_to<bool>;
+};
 
 /// Whether a gradient source is zeroth-order (grad::Spsa): it has kZerothOrder = true.
 template <class G>
@@ -60,8 +69,7 @@ struct CheckComposition {
   static constexpr bool kSharingOk = [] {
     if constexpr (UpdateRule<Rule> && SharePolicy<Share>)
       return !Share::kSharesSecondMoment || Rule::kHasSecondMoment;
-    else
-      return true;
+    else return true;
   }();
   static constexpr bool kElementwiseOk = [] {
     if constexpr (StateFormat<State>) return bool(State::kElementwise);

@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -124,7 +124,8 @@ class Optimizer {
       fresh.push_back(std::move(r));
     }
     check_keys_and_overlaps(fresh, records_.size());
-    const Device dev = records_.empty() ? fresh.front().param.device : records_.front().param.device;
+    const Device dev =
+        records_.empty() ? fresh.front().param.device : records_.front().param.device;
     for (const Record& r : fresh)
       if (!(r.param.device == dev))
         detail::fail("tensor '", r.name, "': is on ", to_string(r.param.device),
@@ -134,7 +135,9 @@ class Optimizer {
     // Allocate zeroed state (an allocation failure throws before anything is committed).
     for (Record& r : fresh)
       for (int k = 0; k < r.moments; ++k) {
-        r.state[k] = detail::Buffer(alloc_, r.param.numel * sizeof(Stored), Exec::kKind == Device::Kind::cuda ? r.param.device : Device::host());
+        r.state[k] =
+            detail::Buffer(alloc_, r.param.numel * sizeof(Stored),
+                           Exec::kKind == Device::Kind::cuda ? r.param.device : Device::host());
         backend_.zero(r.state[k].get(), r.state[k].bytes());
       }
 
@@ -208,8 +211,8 @@ class Optimizer {
   enum class Perturbation { none, plus, minus };
   struct PerturbationInfo {
     Perturbation state;
-    int direction;        // k of z_k
-    std::uint64_t step;   // the step z belongs to (keys the direction stream with the seed)
+    int direction;       // k of z_k
+    std::uint64_t step;  // the step z belongs to (keys the direction stream with the seed)
     std::uint64_t seed;
     float eps;
   };
@@ -230,7 +233,8 @@ class Optimizer {
 
   /// Pass: p <- p + eps z_k of the coming step. Parameters must be at p.
   void perturb(Stream stream = nullptr, int k = 0) {
-    static_assert(kZerothOrder, "alloy: perturb() needs a zeroth-order gradient source (grad::Spsa)");
+    static_assert(kZerothOrder,
+                  "alloy: perturb() needs a zeroth-order gradient source (grad::Spsa)");
     check_direction(k);
     if (zo_state_ != Perturbation::none)
       detail::fail("perturb(): parameters are already perturbed; restore() or update() first");
@@ -247,19 +251,23 @@ class Optimizer {
   }
   /// Pass: back to p (equal to the unperturbed parameters within rounding, not bitwise).
   void restore(Stream stream = nullptr) {
-    static_assert(kZerothOrder, "alloy: restore() needs a zeroth-order gradient source (grad::Spsa)");
+    static_assert(kZerothOrder,
+                  "alloy: restore() needs a zeroth-order gradient source (grad::Spsa)");
     if (zo_state_ == Perturbation::none) return;
-    zo_pass(zo_state_ == Perturbation::plus ? -1.f : 1.f, zo_direction_, Purpose::rounding_restore, stream);
+    zo_pass(zo_state_ == Perturbation::plus ? -1.f : 1.f, zo_direction_, Purpose::rounding_restore,
+            stream);
     zo_state_ = Perturbation::none;
   }
   /// The update pass of the step: restores p from p - eps z_{n-1} (after flip) in registers,
   /// applies the rule with g = (1/n) sum_k c_k z_k, and with `fold` adds eps z_0 of the next
   /// step before storing (then the parameters stay perturbed: is_perturbed() is true).
   void update(const ProjectedGradient& c, Stream stream = nullptr, bool fold = true) {
-    static_assert(kZerothOrder, "alloy: update() needs a zeroth-order gradient source (grad::Spsa)");
+    static_assert(kZerothOrder,
+                  "alloy: update() needs a zeroth-order gradient source (grad::Spsa)");
     const int n = int(options_.zo_directions);
     if (zo_state_ == Perturbation::plus)
-      detail::fail("update(): parameters are at p + eps z; flip() (and evaluate) or restore() first");
+      detail::fail(
+          "update(): parameters are at p + eps z; flip() (and evaluate) or restore() first");
     if (zo_state_ == Perturbation::minus && zo_direction_ != n - 1)
       detail::fail("update(): parameters are at p - eps z_", zo_direction_,
                    " but the update restores direction ", n - 1, "; restore() first");
@@ -303,9 +311,10 @@ class Optimizer {
   /// parameters per step with one direction (flip, then update + next perturbation); the very
   /// first step adds one perturbation pass.
   template <class F>
-    requires std::is_invocable_r_v<float, F&>
+  requires std::is_invocable_r_v<float, F&>
   float step(F&& loss_fn, Stream stream = nullptr) {
-    static_assert(kZerothOrder, "alloy: step(loss_fn) needs a zeroth-order gradient source (grad::Spsa)");
+    static_assert(kZerothOrder,
+                  "alloy: step(loss_fn) needs a zeroth-order gradient source (grad::Spsa)");
     const int n = int(options_.zo_directions);
     ProjectedGradient c;
     float first = 0.f;
@@ -392,12 +401,13 @@ class Optimizer {
 
   void check_not_perturbed(const char* what) const {
     if (zo_state_ != Perturbation::none)
-      detail::fail(what, "(): the parameters are perturbed (", zo_state_ == Perturbation::plus ? "+" : "-",
-                   "eps z); call restore() first");
+      detail::fail(what, "(): the parameters are perturbed (",
+                   zo_state_ == Perturbation::plus ? "+" : "-", "eps z); call restore() first");
   }
   void check_direction(int k) const {
     if (k < 0 || k >= int(options_.zo_directions))
-      detail::fail("direction ", k, " out of range: Options::zo_directions = ", options_.zo_directions);
+      detail::fail("direction ", k,
+                   " out of range: Options::zo_directions = ", options_.zo_directions);
   }
   void zo_pass(float scale, int k, Purpose rounding, Stream stream) {
     if (dirty_) {
@@ -410,8 +420,8 @@ class Optimizer {
 
   /// Whether a step draws random numbers for a tensor of this dtype (stochastic rounding).
   bool draws_random(DType param) const {
-    return State::kRandom ||
-           (param == DType::bf16 && bf16_param_rounding(options_, kZerothOrder) == Rounding::stochastic);
+    return State::kRandom || (param == DType::bf16 &&
+                              bf16_param_rounding(options_, kZerothOrder) == Rounding::stochastic);
   }
 
   void check_index(std::size_t t) const {
@@ -446,8 +456,7 @@ class Optimizer {
         if (__builtin_mul_overflow(n, std::uint64_t(d), &n))
           detail::fail(what, ": shape's element count overflows 64 bits");
       }
-      if (n != v.numel)
-        detail::fail(what, ": shape has ", n, " elements but numel is ", v.numel);
+      if (n != v.numel) detail::fail(what, ": shape has ", n, " elements but numel is ", v.numel);
     }
     Exec::template Backend<Rule, State, Grad>::check_view(v, what);
   }
@@ -464,14 +473,13 @@ class Optimizer {
     if (!g.data) return;  // absent gradient: allowed
     check_view(g, "gradient of '" + name + "'");
     if (g.numel != p.numel)
-      detail::fail("gradient of '", name, "': has ", g.numel, " elements, the parameter ",
-                   p.numel);
+      detail::fail("gradient of '", name, "': has ", g.numel, " elements, the parameter ", p.numel);
     if (!(g.device == p.device))
-      detail::fail("gradient of '", name, "': is on ", to_string(g.device),
-                   ", the parameter on ", to_string(p.device));
+      detail::fail("gradient of '", name, "': is on ", to_string(g.device), ", the parameter on ",
+                   to_string(p.device));
     if (!exec::dtype_pair_supported(p.dtype, g.dtype))
-      detail::fail("gradient of '", name, "': dtype ", dtype_name(g.dtype),
-                   " with a ", dtype_name(p.dtype),
+      detail::fail("gradient of '", name, "': dtype ", dtype_name(g.dtype), " with a ",
+                   dtype_name(p.dtype),
                    " parameter is not supported (supported: equal dtypes, or fp32 parameters "
                    "with bf16/fp16 gradients)");
   }
@@ -551,7 +559,8 @@ class Optimizer {
       if (options_.no_decay)
         for (const auto& pat : *options_.no_decay)
           if (!pat.empty() && r.name.find(pat) != std::string::npos) e.flags |= exec::kNoDecay;
-      if (reinterpret_cast<std::uintptr_t>(r.param.data) % 16 == 0) e.flags |= exec::kParamAligned16;
+      if (reinterpret_cast<std::uintptr_t>(r.param.data) % 16 == 0)
+        e.flags |= exec::kParamAligned16;
       if (reinterpret_cast<std::uintptr_t>(r.grad.data) % 16 == 0) e.flags |= exec::kGradAligned16;
       e.moments = std::uint8_t(r.moments);
       e.param_dtype = std::uint8_t(r.param.dtype);

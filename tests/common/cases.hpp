@@ -15,8 +15,8 @@ struct DtypeCase {
   Rounding pr;
 };
 inline const std::vector<DtypeCase> kDtypeCases = {
-    {DType::f32, DType::f32, Rounding::nearest},  {DType::f32, DType::bf16, Rounding::nearest},
-    {DType::f32, DType::f16, Rounding::nearest},  {DType::bf16, DType::bf16, Rounding::nearest},
+    {DType::f32, DType::f32, Rounding::nearest},      {DType::f32, DType::bf16, Rounding::nearest},
+    {DType::f32, DType::f16, Rounding::nearest},      {DType::bf16, DType::bf16, Rounding::nearest},
     {DType::bf16, DType::bf16, Rounding::stochastic}, {DType::f16, DType::f16, Rounding::nearest},
 };
 inline const std::vector<std::vector<std::uint64_t>> kShapes = {
@@ -78,12 +78,14 @@ struct SgdCase {
 };
 
 template <class Case>
-using rule_of = std::conditional_t<std::is_same_v<Case, AdamWCase>, alloy::rule::AdamW, alloy::rule::Sgd>;
+using rule_of =
+    std::conditional_t<std::is_same_v<Case, AdamWCase>, alloy::rule::AdamW, alloy::rule::Sgd>;
 
 /// Every dtype pair and shape of one (rule, format) on executor Exec with memory Mem (a fresh
 /// Mem per problem, so no buffer outlives the problem it mirrors).
 template <class Case, class Format, class Exec, class Mem>
-void check_against_reference(typename rule_of<Case>::Hyper (*tweak)(typename rule_of<Case>::Hyper) = nullptr) {
+void check_against_reference(
+    typename rule_of<Case>::Hyper (*tweak)(typename rule_of<Case>::Hyper) = nullptr) {
   using Rule = rule_of<Case>;
   std::uint64_t seed = 1234;
   for (const auto& dc : kDtypeCases)
@@ -98,15 +100,14 @@ void check_against_reference(typename rule_of<Case>::Hyper (*tweak)(typename rul
       o.param_rounding = dc.pr;
       alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Exec> opt(
           params_of(prob, mem), h, o);
-      Reference<decltype(Case::reference(h))> reference(prob, Case::reference(h), param_store(dc.p, dc.pr),
-                                                        state_store<Format>(), o.seed);
+      Reference<decltype(Case::reference(h))> reference(
+          prob, Case::reference(h), param_store(dc.p, dc.pr), state_store<Format>(), o.seed);
       const RunResult r = run_vs_reference(opt, prob, mem, reference, 100, Case::kGradScale);
-      const std::string what = std::string("rule ") + Rule::kName + ", state " + Format::kName +
-                               ", param " + alloy::dtype_name(dc.p) + ", grad " +
-                               alloy::dtype_name(dc.g) +
-                               (dc.pr == Rounding::stochastic ? ", stochastic param rounding" : "") +
-                               ", tensors " + std::to_string(shape.size()) + ", first size " +
-                               std::to_string(shape[0]);
+      const std::string what =
+          std::string("rule ") + Rule::kName + ", state " + Format::kName + ", param " +
+          alloy::dtype_name(dc.p) + ", grad " + alloy::dtype_name(dc.g) +
+          (dc.pr == Rounding::stochastic ? ", stochastic param rounding" : "") + ", tensors " +
+          std::to_string(shape.size()) + ", first size " + std::to_string(shape[0]);
       INFO(what);
       CHECK(r.finite);
       const bool bf16_anywhere = dc.p == DType::bf16 || !std::is_same_v<Format, alloy::state::Fp32>;
@@ -119,10 +120,10 @@ void check_against_reference(typename rule_of<Case>::Hyper (*tweak)(typename rul
         // The sharp check: 100 steps, each from the optimizer's own stored state.
         Problem prob2(shape, dc.p, dc.g, seed + 1000);
         Mem mem2;
-        alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Exec> opt2(
-            params_of(prob2, mem2), h, o);
-        Reference<decltype(Case::reference(h))> ref2(prob2, Case::reference(h), param_store(dc.p, dc.pr),
-                                                     state_store<Format>(), o.seed);
+        alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Exec>
+            opt2(params_of(prob2, mem2), h, o);
+        Reference<decltype(Case::reference(h))> ref2(
+            prob2, Case::reference(h), param_store(dc.p, dc.pr), state_store<Format>(), o.seed);
         const LockstepResult l = run_lockstep(opt2, prob2, mem2, ref2, 100, Case::kGradScale);
         CHECK(l.finite);
         CHECK(l.worst <= 1.0);

@@ -43,8 +43,8 @@ struct HostTensor {
       std::memcpy(&bytes[i * 4], &f, 4);
       return;
     }
-    const std::uint16_t h = dtype == DType::bf16 ? alloy::to_bf16_nearest(f).bits
-                                                 : alloy::to_fp16_nearest(f).bits;
+    const std::uint16_t h =
+        dtype == DType::bf16 ? alloy::to_bf16_nearest(f).bits : alloy::to_fp16_nearest(f).bits;
     std::memcpy(&bytes[i * 2], &h, 2);
   }
   std::vector<double> values() const {
@@ -55,7 +55,9 @@ struct HostTensor {
 };
 
 inline ref::Store nearest_store(DType t) {
-  return t == DType::f32 ? ref::Store::f32 : t == DType::bf16 ? ref::Store::bf16_nearest : ref::Store::f16_nearest;
+  return t == DType::f32    ? ref::Store::f32
+         : t == DType::bf16 ? ref::Store::bf16_nearest
+                            : ref::Store::f16_nearest;
 }
 
 /// Fills t with N(0, scale^2) values, rounded to nearest in its dtype. Never zeros.

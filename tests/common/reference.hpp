@@ -18,8 +18,8 @@ enum class Store { f32, bf16_nearest, bf16_stochastic, f16_nearest };
 inline double round_bits(double x, int bits, int min_exp, double max_finite) {
   if (x == 0 || !std::isfinite(x)) return x;
   int e;
-  std::frexp(x, &e);  // x = f * 2^e, f in [0.5, 1)
-  const int q = std::max(e, min_exp + 1) - bits;  // quantum exponent
+  std::frexp(x, &e);                                   // x = f * 2^e, f in [0.5, 1)
+  const int q = std::max(e, min_exp + 1) - bits;       // quantum exponent
   const double r = std::nearbyint(std::ldexp(x, -q));  // default FE_TONEAREST: ties to even
   const double y = std::ldexp(r, q);
   if (std::fabs(y) > max_finite) return std::copysign(INFINITY, x);
@@ -52,10 +52,14 @@ inline double to_bf16_stochastic(double x, std::uint32_t random) {
 
 inline double store(double x, Store s, std::uint32_t random) {
   switch (s) {
-    case Store::f32: return to_f32(x);
-    case Store::bf16_nearest: return to_bf16(x);
-    case Store::bf16_stochastic: return to_bf16_stochastic(x, random);
-    case Store::f16_nearest: return to_f16(x);
+    case Store::f32:
+      return to_f32(x);
+    case Store::bf16_nearest:
+      return to_bf16(x);
+    case Store::bf16_stochastic:
+      return to_bf16_stochastic(x, random);
+    case Store::f16_nearest:
+      return to_f16(x);
   }
   return x;
 }
@@ -87,10 +91,12 @@ struct Scales {
 
 template <class Random>
 void step(const AdamW& h, int t, std::vector<double>& p, std::vector<double>& m,
-          std::vector<double>& v, const std::vector<double>& g, Store ps, Store ss,
-          Random&& random, Scales* scale = nullptr) {
+          std::vector<double>& v, const std::vector<double>& g, Store ps, Store ss, Random&& random,
+          Scales* scale = nullptr) {
   const double bc1 = 1 - std::pow(h.beta1, t), bc2 = 1 - std::pow(h.beta2, t);
-  if (scale) *scale = Scales{std::vector<double>(p.size()), std::vector<double>(p.size()), std::vector<double>(p.size())};
+  if (scale)
+    *scale = Scales{std::vector<double>(p.size()), std::vector<double>(p.size()),
+                    std::vector<double>(p.size())};
   for (std::size_t i = 0; i < p.size(); ++i) {
     const Words r = random(i);
     const double gi = h.maximize ? -g[i] : g[i];
@@ -114,9 +120,11 @@ void step(const AdamW& h, int t, std::vector<double>& p, std::vector<double>& m,
 /// torch.optim.SGD, one step t >= 1 (m is the momentum buffer, unused without momentum).
 template <class Random>
 void step(const Sgd& h, int t, std::vector<double>& p, std::vector<double>& m,
-          std::vector<double>& v, const std::vector<double>& g, Store ps, Store ss,
-          Random&& random, Scales* scale = nullptr) {
-  if (scale) *scale = Scales{std::vector<double>(p.size()), std::vector<double>(p.size()), std::vector<double>(v.size())};
+          std::vector<double>& v, const std::vector<double>& g, Store ps, Store ss, Random&& random,
+          Scales* scale = nullptr) {
+  if (scale)
+    *scale = Scales{std::vector<double>(p.size()), std::vector<double>(p.size()),
+                    std::vector<double>(v.size())};
   for (std::size_t i = 0; i < p.size(); ++i) {
     const Words r = random(i);
     double d = h.maximize ? -g[i] : g[i];
@@ -127,7 +135,8 @@ void step(const Sgd& h, int t, std::vector<double>& p, std::vector<double>& m,
     }
     if (h.momentum != 0) {
       const double b = t == 1 ? d : h.momentum * m[i] + (1 - h.dampening) * d;
-      const double sb = t == 1 ? sd : std::fabs(h.momentum * m[i]) + std::fabs(1 - h.dampening) * sd;
+      const double sb =
+          t == 1 ? sd : std::fabs(h.momentum * m[i]) + std::fabs(1 - h.dampening) * sd;
       if (scale) scale->m[i] = sb;
       sd = h.nesterov ? sd + h.momentum * sb : sb;
       d = h.nesterov ? d + h.momentum * b : b;  // the update uses the unrounded buffer

@@ -25,7 +25,8 @@ template <class Mem>
 std::vector<alloy::Param> params_of(Problem& prob, Mem& mem) {
   std::vector<alloy::Param> ps;
   for (std::size_t i = 0; i < prob.sizes.size(); ++i)
-    ps.push_back(alloy::Param{mem.view(prob.p[i], prob.name(i)), mem.view(prob.g[i], prob.name(i) + ".grad")});
+    ps.push_back(alloy::Param{mem.view(prob.p[i], prob.name(i)),
+                              mem.view(prob.g[i], prob.name(i) + ".grad")});
   return ps;
 }
 
@@ -37,13 +38,14 @@ struct RunResult {
 
 /// `steps` steps of opt over prob (gradients regenerated every step) and of the reference.
 template <class Opt, class Mem, class RefHyper>
-RunResult run_vs_reference(Opt& opt, Problem& prob, Mem& mem, Reference<RefHyper>& ref,
-                           int steps, double grad_scale) {
+RunResult run_vs_reference(Opt& opt, Problem& prob, Mem& mem, Reference<RefHyper>& ref, int steps,
+                           double grad_scale) {
   for (int s = 1; s <= steps; ++s) {
     prob.make_grads(s, grad_scale);
     for (auto& g : prob.g) mem.upload(g);
     opt.step();
-    for (std::size_t i = 0; i < prob.sizes.size(); ++i) ref.step(prob, i, std::uint32_t(s), opt.key(i));
+    for (std::size_t i = 0; i < prob.sizes.size(); ++i)
+      ref.step(prob, i, std::uint32_t(s), opt.key(i));
   }
   mem.sync();
   // Relative error over the whole tensor list (a one-element tensor that drifted near zero
@@ -81,8 +83,8 @@ inline double ulp(double x, ref::Store t) {
 }
 
 struct LockstepResult {
-  double worst = 0;         // max over elements of |out - ref| / allowed  (must be <= 1)
-  double differing = 0;     // fraction of bf16/fp16 stores that differ from the reference at all
+  double worst = 0;            // max over elements of |out - ref| / allowed  (must be <= 1)
+  double differing = 0;        // fraction of bf16/fp16 stores that differ from the reference at all
   std::uint64_t compared = 0;  // bf16/fp16 stores compared
   bool finite = true;
 };
@@ -94,8 +96,8 @@ struct LockstepResult {
 /// 16 fp32 ulps (2^-20) of the magnitude of the terms that produced the value (ref::Scales);
 /// it matters only under cancellation, where the result is far below its terms.
 template <class Opt, class Mem, class RefHyper>
-LockstepResult run_lockstep(Opt& opt, Problem& prob, Mem& mem, Reference<RefHyper>& ref,
-                            int steps, double grad_scale) {
+LockstepResult run_lockstep(Opt& opt, Problem& prob, Mem& mem, Reference<RefHyper>& ref, int steps,
+                            double grad_scale) {
   LockstepResult r;
   std::uint64_t compared = 0, differ = 0;
   auto compare = [&](const std::vector<double>& out, const std::vector<double>& want,
@@ -131,8 +133,10 @@ LockstepResult run_lockstep(Opt& opt, Problem& prob, Mem& mem, Reference<RefHype
       ref::Scales scale;
       ref.step(prob, i, std::uint32_t(s), opt.key(i), &scale);
       mem.download(prob.p[i]);
-      compare(prob.p[i].values(), ref.p[i], scale.p, ref.pstore == ref::Store::bf16_stochastic ? ref::Store::bf16_nearest : ref.pstore);
-      const ref::Store st = ref.sstore == ref::Store::bf16_stochastic ? ref::Store::bf16_nearest : ref.sstore;
+      compare(prob.p[i].values(), ref.p[i], scale.p,
+              ref.pstore == ref::Store::bf16_stochastic ? ref::Store::bf16_nearest : ref.pstore);
+      const ref::Store st =
+          ref.sstore == ref::Store::bf16_stochastic ? ref::Store::bf16_nearest : ref.sstore;
       const auto m = opt.moment(i, 0);  // zeros, like the reference, when no moment is kept
       compare(std::vector<double>(m.begin(), m.end()), ref.m[i], scale.m, st);
       if constexpr (Opt::kMoments > 1) {

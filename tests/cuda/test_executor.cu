@@ -58,7 +58,8 @@ struct Arena {
     }
   }
   void upload(cudaStream_t s = nullptr) {
-    REQUIRE(cudaMemcpyAsync(dev, host.data(), host.size(), cudaMemcpyHostToDevice, s) == cudaSuccess);
+    REQUIRE(cudaMemcpyAsync(dev, host.data(), host.size(), cudaMemcpyHostToDevice, s) ==
+            cudaSuccess);
     REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
   }
   std::vector<std::uint8_t> download() const {
@@ -103,7 +104,8 @@ class GuardedAllocator final : public alloy::Allocator {
       if (!b.base) continue;
       std::vector<std::uint8_t> g(kGuard);
       for (std::size_t off : {std::size_t(0), kGuard + b.bytes}) {
-        if (cudaMemcpy(g.data(), b.base + off, kGuard, cudaMemcpyDeviceToHost) != cudaSuccess) return false;
+        if (cudaMemcpy(g.data(), b.base + off, kGuard, cudaMemcpyDeviceToHost) != cudaSuccess)
+          return false;
         for (auto x : g)
           if (x != 0xff) return false;
       }
@@ -129,7 +131,8 @@ class GuardedAllocator final : public alloy::Allocator {
 template <class Rule, class Format>
 struct Twins {
   Arena hp, hg;  // parameters and gradients (host and device twins inside)
-  using HostOpt = alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Host>;
+  using HostOpt =
+      alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Host>;
   using CudaOpt = alloy::cuda::Optimizer<Rule, Format>;
   std::unique_ptr<HostOpt> host;
   std::unique_ptr<CudaOpt> cuda;
@@ -239,7 +242,8 @@ TEST_CASE("unaligned tensors: every element written, nothing outside touched") {
   for (DType dt : {DType::f32, DType::bf16}) {
     Options o;
     INFO(alloy::dtype_name(dt));
-    Twins<alloy::rule::AdamW, alloy::state::Fp32> tw(kMixed, dt, dt, h, o, {1, 2, 3, 0, 5}, {3, 0, 1, 7});
+    Twins<alloy::rule::AdamW, alloy::state::Fp32> tw(kMixed, dt, dt, h, o, {1, 2, 3, 0, 5},
+                                                     {3, 0, 1, 7});
     for (int s = 0; s < 4; ++s) tw.step(1e-2);
     tw.check_equal();
   }
@@ -265,7 +269,8 @@ TEST_CASE("many tensors (>= 500, mixed sizes and dtypes, two groups)") {
   std::vector<std::uint64_t> a, b;
   for (int i = 0; i < 300; ++i) a.push_back(1 + rng() % 70000);
   for (int i = 0; i < 260; ++i) b.push_back(1 + rng() % 9000);
-  Arena p32(DType::f32, a, {0, 1}), g32(DType::f32, a, {}), p16(DType::bf16, b, {0, 3}), g16(DType::bf16, b, {});
+  Arena p32(DType::f32, a, {0, 1}), g32(DType::f32, a, {}), p16(DType::bf16, b, {0, 3}),
+      g16(DType::bf16, b, {});
   p32.fill(rng, 1.0);
   p16.fill(rng, 1.0);
   p32.upload();
@@ -275,11 +280,13 @@ TEST_CASE("many tensors (>= 500, mixed sizes and dtypes, two groups)") {
     std::vector<alloy::Param> ga, gb;
     for (std::size_t i = 0; i < a.size(); ++i) {
       const std::string n = "a" + std::to_string(i);
-      ga.push_back({dev ? p32.dev_view(i, n) : p32.host_view(i, n), dev ? g32.dev_view(i, n) : g32.host_view(i, n)});
+      ga.push_back({dev ? p32.dev_view(i, n) : p32.host_view(i, n),
+                    dev ? g32.dev_view(i, n) : g32.host_view(i, n)});
     }
     for (std::size_t i = 0; i < b.size(); ++i) {
       const std::string n = "b" + std::to_string(i);
-      gb.push_back({dev ? p16.dev_view(i, n) : p16.host_view(i, n), dev ? g16.dev_view(i, n) : g16.host_view(i, n)});
+      gb.push_back({dev ? p16.dev_view(i, n) : p16.host_view(i, n),
+                    dev ? g16.dev_view(i, n) : g16.host_view(i, n)});
     }
     return std::make_pair(ga, gb);
   };
@@ -287,8 +294,13 @@ TEST_CASE("many tensors (>= 500, mixed sizes and dtypes, two groups)") {
   o.param_rounding = Rounding::stochastic;
   auto [ha, hb] = groups(false);
   auto [da, db] = groups(true);
-  alloy::Optimizer<Opt, alloy::state::Fp32> host({{ha, {0.01f, 0.9f, 0.99f, 1e-3f, 0.1f}, "fp32"}, {hb, {0.03f, 0.8f, 0.95f, 1e-3f, 0.0f}, "bf16"}}, o);
-  alloy::cuda::Optimizer<Opt, alloy::state::Fp32> cuda({{da, {0.01f, 0.9f, 0.99f, 1e-3f, 0.1f}, "fp32"}, {db, {0.03f, 0.8f, 0.95f, 1e-3f, 0.0f}, "bf16"}}, o);
+  alloy::Optimizer<Opt, alloy::state::Fp32> host({{ha, {0.01f, 0.9f, 0.99f, 1e-3f, 0.1f}, "fp32"},
+                                                  {hb, {0.03f, 0.8f, 0.95f, 1e-3f, 0.0f}, "bf16"}},
+                                                 o);
+  alloy::cuda::Optimizer<Opt, alloy::state::Fp32> cuda(
+      {{da, {0.01f, 0.9f, 0.99f, 1e-3f, 0.1f}, "fp32"},
+       {db, {0.03f, 0.8f, 0.95f, 1e-3f, 0.0f}, "bf16"}},
+      o);
   CHECK(cuda.num_tensors() >= 500);
   CHECK(cuda.backend().grid_sizes().size() == 2);  // one launch per dtype pair
   for (int s = 0; s < 5; ++s) {
@@ -313,7 +325,8 @@ TEST_CASE("CUDA graph: capture one step, replay with a changing learning rate") 
   Options o;
   o.param_rounding = Rounding::stochastic;
   o.seed = 8;
-  Twins<alloy::rule::AdamW, alloy::state::Bf16<Rounding::stochastic>> tw(kMixed, DType::bf16, DType::bf16, h, o);
+  Twins<alloy::rule::AdamW, alloy::state::Bf16<Rounding::stochastic>> tw(kMixed, DType::bf16,
+                                                                         DType::bf16, h, o);
   cudaStream_t s;
   REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
   cudaGraph_t graph;

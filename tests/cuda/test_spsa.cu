@@ -121,7 +121,8 @@ void host_vs_cuda(const std::vector<std::size_t>& sizes, alloy::Rounding pr, int
       // In ulps of the values that were rounded: p + eps z, at least eps in magnitude.
       int e;
       std::frexp(std::max(std::fabs(b), 1e-3), &e);
-      worst_ulps = std::max(worst_ulps, std::fabs(a - b) / std::ldexp(1.0, e - (sizeof(T) == 4 ? 24 : 8)));
+      worst_ulps =
+          std::max(worst_ulps, std::fabs(a - b) / std::ldexp(1.0, e - (sizeof(T) == 4 ? 24 : 8)));
     }
   }
   rel_error = std::sqrt(num / den);
@@ -141,9 +142,11 @@ TEST_CASE("spsa (CUDA): integer random streams are bitwise the host's") {
     REQUIRE(cudaMemcpy(got.data(), d, got.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
     std::size_t mismatches = 0;
     for (std::uint32_t i = 0; i < n; ++i) {
-      const auto r = alloy::grad::direction_stream(0x0123456789abcdefull, 5, 0xfeedu, 3).at(first + i);
+      const auto r =
+          alloy::grad::direction_stream(0x0123456789abcdefull, 5, 0xfeedu, 3).at(first + i);
       const auto s = alloy::exec::rounding_stream(0x0123456789abcdefull, 5, 0xfeedu).at(first + i);
-      for (int w = 0; w < 4; ++w) mismatches += (got[8 * i + w] != r.v[w]) + (got[8 * i + 4 + w] != s.v[w]);
+      for (int w = 0; w < 4; ++w)
+        mismatches += (got[8 * i + w] != r.v[w]) + (got[8 * i + 4 + w] != s.v[w]);
     }
     CHECK(mismatches == 0);
   }
@@ -155,7 +158,8 @@ TEST_CASE("spsa (CUDA): fp32 parameters within 1e-6 of the host executor (fused 
   // device, <cmath> on the host), and lr * c * dz with lr = 1e-3 keeps the parameters within
   // ~1e-9 relative of each other per step; the perturbation cancels within each executor.
   double rel, differing, worst;
-  host_vs_cuda<float>({1, 3, 4095, 4097, 70001, 1000003}, alloy::Rounding::nearest, 10, rel, differing, worst);
+  host_vs_cuda<float>({1, 3, 4095, 4097, 70001, 1000003}, alloy::Rounding::nearest, 10, rel,
+                      differing, worst);
   INFO("relative error " << rel << ", worst " << worst << " ulps");
   CHECK(rel < 1e-6);
 }

@@ -86,7 +86,8 @@ struct Fp16Table {
   }
   std::uint16_t code_of(double v) const {
     if (v == 0) return std::signbit(v) ? 0x8000 : 0x0000;
-    const auto it = std::lower_bound(finite.begin(), finite.end(), std::make_pair(v, std::uint16_t(0)));
+    const auto it =
+        std::lower_bound(finite.begin(), finite.end(), std::make_pair(v, std::uint16_t(0)));
     if (it == finite.end() || it->first != v) {
       ++g_oracle_faults;  // the reference produced a value fp16 cannot hold
       return 0xffff;
@@ -152,8 +153,8 @@ void strided_sweep(F&& f) {
 TEST_CASE("bf16 nearest: hand-computed values") {
   // bf16 keeps 8 significant bits: the ulp at 1 is 2^-7.
   CHECK(alloy::to_bf16_nearest(1.0f).bits == 0x3f80);
-  CHECK(alloy::to_bf16_nearest(1.0f + 0x1p-8f).bits == 0x3f80);          // tie -> even (down)
-  CHECK(alloy::to_bf16_nearest(1.0f + 3 * 0x1p-8f).bits == 0x3f82);      // tie -> even (up)
+  CHECK(alloy::to_bf16_nearest(1.0f + 0x1p-8f).bits == 0x3f80);             // tie -> even (down)
+  CHECK(alloy::to_bf16_nearest(1.0f + 3 * 0x1p-8f).bits == 0x3f82);         // tie -> even (up)
   CHECK(alloy::to_bf16_nearest(1.0f + 0x1p-8f + 0x1p-23f).bits == 0x3f81);  // above the tie
   CHECK(alloy::to_bf16_nearest(-(1.0f + 0x1p-8f + 0x1p-23f)).bits == 0xbf81);
   CHECK(alloy::to_bf16_nearest(0.0f).bits == 0x0000);
@@ -278,15 +279,15 @@ TEST_CASE("fp16 nearest: subnormals, overflow, NaN, signed zero") {
   const auto c = [](float x) { return alloy::to_fp16_nearest(x).bits; };
   // Subnormals: quantum 2^-24.
   CHECK(c(0x1p-24f) == 0x0001);
-  CHECK(c(0x1p-25f) == 0x0000);                             // half the smallest: tie -> 0
-  CHECK(c(std::nextafter(0x1p-25f, 1.0f)) == 0x0001);       // just above the tie
+  CHECK(c(0x1p-25f) == 0x0000);                        // half the smallest: tie -> 0
+  CHECK(c(std::nextafter(0x1p-25f, 1.0f)) == 0x0001);  // just above the tie
   CHECK(c(std::nextafter(0x1p-25f, 0.0f)) == 0x0000);
-  CHECK(c(3 * 0x1p-25f) == 0x0002);                         // 1.5 quanta: tie -> even
-  CHECK(c(5 * 0x1p-25f) == 0x0002);                         // 2.5 quanta: tie -> even
-  CHECK(c(1023.5f * 0x1p-24f) == 0x0400);                   // rounds up into the normals
-  CHECK(c(0x1p-14f) == 0x0400);                             // smallest normal
+  CHECK(c(3 * 0x1p-25f) == 0x0002);        // 1.5 quanta: tie -> even
+  CHECK(c(5 * 0x1p-25f) == 0x0002);        // 2.5 quanta: tie -> even
+  CHECK(c(1023.5f * 0x1p-24f) == 0x0400);  // rounds up into the normals
+  CHECK(c(0x1p-14f) == 0x0400);            // smallest normal
   CHECK(c(-3 * 0x1p-24f) == 0x8003);
-  CHECK(c(-0x1p-30f) == 0x8000);                            // underflow keeps the sign
+  CHECK(c(-0x1p-30f) == 0x8000);  // underflow keeps the sign
   CHECK(c(1e-30f) == 0x0000);
   // Overflow: 65504 is the largest finite; from 65520 (its midpoint to 2^16) on, inf.
   CHECK(c(65504.0f) == 0x7bff);
@@ -320,7 +321,8 @@ std::pair<double, double> bf16_neighbours(float x) {
   std::frexp(double(x), &e);
   const int q = std::max(e, -125) - 8;
   const double lo = std::floor(std::fabs(double(x)) * std::ldexp(1.0, -q));
-  return {std::copysign(std::ldexp(lo, q), double(x)), std::copysign(std::ldexp(lo + 1, q), double(x))};
+  return {std::copysign(std::ldexp(lo, q), double(x)),
+          std::copysign(std::ldexp(lo + 1, q), double(x))};
 }
 alloy::RandomStream stream(std::uint64_t seed, std::uint32_t key) {
   return alloy::RandomStream{std::uint32_t(seed), std::uint32_t(seed >> 32), key, 7u,
@@ -349,10 +351,12 @@ TEST_CASE("bf16 stochastic: equals the float64 stochastic reference for given wo
     ++n;
     const bool exact = (u & 0xffffu) == 0;
     if (!exact && std::fabs(want) == std::fabs(nb.second)) ++ups;
-    const bool ok = got == std::uint16_t(bits_of_f32(wantf) >> 16) &&
-                    (double(decode_bf16(got)) == nb.first || double(decode_bf16(got)) == nb.second ||
-                     (std::isinf(decode_bf16(got)) && std::fabs(nb.second) > 3.4e38));
-    if (!ok && wrong++ == 0) first = "x bits " + hex(u) + " word " + hex(word) + ": got " + hex(got);
+    const bool ok =
+        got == std::uint16_t(bits_of_f32(wantf) >> 16) &&
+        (double(decode_bf16(got)) == nb.first || double(decode_bf16(got)) == nb.second ||
+         (std::isinf(decode_bf16(got)) && std::fabs(nb.second) > 3.4e38));
+    if (!ok && wrong++ == 0)
+      first = "x bits " + hex(u) + " word " + hex(word) + ": got " + hex(got);
   }
   INFO(first);
   CHECK(n > 1900000u);
@@ -368,20 +372,21 @@ TEST_CASE("bf16 stochastic: unbiased over 2^20 Philox words") {
   // Each x is also held to its own rounding-up fraction: k/N within 5 sigma of the discarded
   // fraction d/2^16 (+1/N), which also sees a bias far below 3e-5 relative.
   const float xs[] = {
-      1.3f,                         // binade [1, 2)
-      -0.0123456f,                  // negative, small
-      12345.678f,                   // large
-      -7.7e-20f,                    // tiny, negative
-      0x1.fedcbp-127f,              // float subnormal (bf16 subnormal: ~7 significant bits)
-      f32_of_bits(0x3f800001u),     // 1 + 2^-23: 1/65536 ulp above the bf16 value 1
-      f32_of_bits(0xc2c8ffffu),     // -(just below a bf16 value): 65535/65536 ulp above
-      f32_of_bits(0x40490fdbu),     // pi
+      1.3f,                      // binade [1, 2)
+      -0.0123456f,               // negative, small
+      12345.678f,                // large
+      -7.7e-20f,                 // tiny, negative
+      0x1.fedcbp-127f,           // float subnormal (bf16 subnormal: ~7 significant bits)
+      f32_of_bits(0x3f800001u),  // 1 + 2^-23: 1/65536 ulp above the bf16 value 1
+      f32_of_bits(0xc2c8ffffu),  // -(just below a bf16 value): 65535/65536 ulp above
+      f32_of_bits(0x40490fdbu),  // pi
   };
   constexpr std::uint64_t N = 1u << 20;
   std::uint32_t key = 11;
   for (float x : xs) {
     const auto nb = bf16_neighbours(x);
-    const double frac = (std::fabs(double(x)) - std::fabs(nb.first)) / (std::fabs(nb.second) - std::fabs(nb.first));
+    const double frac =
+        (std::fabs(double(x)) - std::fabs(nb.first)) / (std::fabs(nb.second) - std::fabs(nb.first));
     REQUIRE(frac > 0.0);  // x is not representable in bf16
     REQUIRE(frac < 1.0);
     const alloy::RandomStream rs = stream(0xabcdef0123ull, key++);
@@ -416,7 +421,8 @@ TEST_CASE("bf16 stochastic: deterministic given the seed; another seed, another 
   const auto round_all = [&](std::uint64_t seed) {
     const alloy::RandomStream rs = stream(seed, 5);
     std::vector<std::uint16_t> out(xs.size());
-    for (std::size_t i = 0; i < xs.size(); ++i) out[i] = alloy::to_bf16_stochastic(xs[i], rs.at(i).v[0]).bits;
+    for (std::size_t i = 0; i < xs.size(); ++i)
+      out[i] = alloy::to_bf16_stochastic(xs[i], rs.at(i).v[0]).bits;
     return out;
   };
   const auto a = round_all(1234567), b = round_all(1234567), c = round_all(1234568),
@@ -447,9 +453,12 @@ TEST_CASE("bf16 stochastic: inf, NaN, zeros and exact values pass through") {
     CHECK(alloy::to_bf16_stochastic(-3.0f, w).bits == 0xc040);
   }
   // Only the low 16 bits of the word are used: the high half never changes the result.
-  CHECK(alloy::to_bf16_stochastic(1.3f, 0x0000u).bits == alloy::to_bf16_stochastic(1.3f, 0xffff0000u).bits);
-  CHECK(alloy::to_bf16_stochastic(1.3f, 0xffffu).bits == alloy::to_bf16_stochastic(1.3f, 0x1234ffffu).bits);
-  CHECK(alloy::to_bf16_stochastic(1.3f, 0x0000u).bits != alloy::to_bf16_stochastic(1.3f, 0xffffu).bits);
+  CHECK(alloy::to_bf16_stochastic(1.3f, 0x0000u).bits ==
+        alloy::to_bf16_stochastic(1.3f, 0xffff0000u).bits);
+  CHECK(alloy::to_bf16_stochastic(1.3f, 0xffffu).bits ==
+        alloy::to_bf16_stochastic(1.3f, 0x1234ffffu).bits);
+  CHECK(alloy::to_bf16_stochastic(1.3f, 0x0000u).bits !=
+        alloy::to_bf16_stochastic(1.3f, 0xffffu).bits);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -36,9 +36,11 @@ using Sgd = alloy::rule::Sgd;
 /// by new_grads(). Two worlds built from one seed by the same calls hold the same values.
 class World {
  public:
-  explicit World(std::uint64_t seed, double grad_scale = 1.0) : rng_(seed), grad_scale_(grad_scale) {}
+  explicit World(std::uint64_t seed, double grad_scale = 1.0)
+      : rng_(seed), grad_scale_(grad_scale) {}
   TensorView tensor(DType t, std::size_t n, std::string name = {}) {
-    blocks_.emplace_back(static_cast<std::byte*>(::operator new(n * alloy::dtype_size(t), std::align_val_t{64})));
+    blocks_.emplace_back(
+        static_cast<std::byte*>(::operator new (n* alloy::dtype_size(t), std::align_val_t{64})));
     TensorView v(blocks_.back().get(), n, t, Device::host(), std::move(name));
     fill(v, 1.0);
     return v;
@@ -55,7 +57,7 @@ class World {
 
  private:
   struct AlignedDelete {
-    void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t{64}); }
+    void operator()(std::byte* p) const { ::operator delete (p, std::align_val_t{64}); }
   };
   void fill(TensorView& v, double scale) {
     std::normal_distribution<double> nd(0.0, scale);
@@ -66,7 +68,8 @@ class World {
       if (v.dtype == DType::f32) {
         std::memcpy(at, &x, 4);
       } else {
-        const std::uint16_t h = v.dtype == DType::bf16 ? alloy::to_bf16_nearest(x).bits : alloy::to_fp16_nearest(x).bits;
+        const std::uint16_t h = v.dtype == DType::bf16 ? alloy::to_bf16_nearest(x).bits
+                                                       : alloy::to_fp16_nearest(x).bits;
         std::memcpy(at, &h, 2);
       }
     }
@@ -165,7 +168,8 @@ TEST_CASE("executor: results are bitwise independent of the thread count") {
     std::vector<Param> ps;
     for (DType g : {DType::f32, DType::bf16})
       for (std::size_t n : sizes) {
-        TensorView p = w.tensor(DType::f32, n, std::string(alloy::dtype_name(g)) + "/" + std::to_string(n));
+        TensorView p =
+            w.tensor(DType::f32, n, std::string(alloy::dtype_name(g)) + "/" + std::to_string(n));
         ps.push_back(Param{p, w.grad(g, n)});
       }
     alloy::Options o;
@@ -196,7 +200,8 @@ TEST_CASE("executor: results are bitwise independent of the thread count") {
       CHECK(a1.counts[t] == 20u);
     }
   }
-  for (const auto& m : a1.moments) CHECK(std::any_of(m.begin(), m.end(), [](std::uint32_t b) { return b != 0; }));
+  for (const auto& m : a1.moments)
+    CHECK(std::any_of(m.begin(), m.end(), [](std::uint32_t b) { return b != 0; }));
   for (unsigned threads : {2u, 3u, 7u}) {
     CAPTURE(threads);
     const Run a = run_adamw(threads), s = run_sgd(threads);
@@ -232,7 +237,8 @@ TEST_CASE("executor: stochastic rounding is bitwise independent of registration 
   o.seed = 77;
   o.param_rounding = Rounding::stochastic;
   using Opt = alloy::Optimizer<AdamW, StochasticState>;
-  const auto run = [&](Setup& s, std::vector<std::size_t> order, std::size_t split, const char* rename) {
+  const auto run = [&](Setup& s, std::vector<std::size_t> order, std::size_t split,
+                       const char* rename) {
     std::vector<Param> first, second;
     for (std::size_t k = 0; k < order.size(); ++k) {
       Param p = s.ps[order[k]];
@@ -423,7 +429,8 @@ TEST_CASE("executor: groups with different hyperparameters match one optimizer p
 
   // Sgd: a group with momentum beside one without (which keeps no state).
   using SgdOpt = alloy::Optimizer<Sgd>;
-  const Sgd::Hyper s1{0.05f, 0.9f, 0.1f, 0.01f, false, false}, s2{0.1f, 0.f, 0.f, 0.2f, false, true};
+  const Sgd::Hyper s1{0.05f, 0.9f, 0.1f, 0.01f, false, false},
+      s2{0.1f, 0.f, 0.f, 0.2f, false, true};
   World wc(7008), wd(7008);
   const auto pc = setup(wc), pd = setup(wd);
   SgdOpt sboth(std::vector<SgdOpt::Group>{{{pc[0], pc[1]}, s1, "mom"}, {{pc[2]}, s2, "plain"}});
@@ -498,7 +505,8 @@ TEST_CASE("executor: set_lr changes the next step, and only its group") {
     for (std::size_t i = 0; i < p.size(); ++i) {
       const double mi = h.beta1 * m[i] + (1 - double(h.beta1)) * g[i];
       const double vi = h.beta2 * v[i] + (1 - double(h.beta2)) * g[i] * g[i];
-      const double want = p[i] * (1 - lr * h.weight_decay) - lr / bc1 * mi / (std::sqrt(vi) / std::sqrt(bc2) + h.eps);
+      const double want = p[i] * (1 - lr * h.weight_decay) -
+                          lr / bc1 * mi / (std::sqrt(vi) / std::sqrt(bc2) + h.eps);
       const double got = static_cast<const float*>(pa.data)[i];
       num += (got - want) * (got - want);
       den += want * want;
@@ -576,13 +584,13 @@ class CountingAllocator final : public alloy::Allocator {
     CHECK(where == Device::host());
     ++allocations;
     outstanding += bytes;
-    void* p = ::operator new(bytes, std::align_val_t{256});
+    void* p = ::operator new (bytes, std::align_val_t{256});
     return p;
   }
   void deallocate(void* p, std::size_t bytes, Device) noexcept override {
     ++deallocations;
     outstanding -= bytes;
-    ::operator delete(p, std::align_val_t{256});
+    ::operator delete (p, std::align_val_t{256});
   }
   std::size_t outstanding = 0, allocations = 0, deallocations = 0;
 };
@@ -595,7 +603,8 @@ int moments_of(const typename Rule::Hyper& h) {
 }
 
 template <class Rule, class State>
-void check_accounting(const char* what, std::vector<typename Rule::Hyper> hypers, std::size_t bytes_per_param_first) {
+void check_accounting(const char* what, std::vector<typename Rule::Hyper> hypers,
+                      std::size_t bytes_per_param_first) {
   INFO(std::string(what));
   using Opt = alloy::Optimizer<Rule, State>;
   const std::size_t sizes[] = {1, 3, 4095, 4097, 777, 10};
@@ -639,15 +648,23 @@ void check_accounting(const char* what, std::vector<typename Rule::Hyper> hypers
 }  // namespace
 
 TEST_CASE("executor: state_bytes is exact and matches what the allocator handed out") {
-  const Sgd::Hyper mom{0.01f, 0.9f, 0.f, 0.f, false, false}, plain{0.01f, 0.f, 0.f, 0.f, false, false};
-  check_accounting<AdamW, alloy::state::Fp32>("AdamW / Fp32: 8 B per parameter", {kAdamW, kAdamW}, 8);
-  check_accounting<AdamW, alloy::state::Bf16<>>("AdamW / Bf16: 4 B per parameter", {kAdamW, kAdamW}, 4);
+  const Sgd::Hyper mom{0.01f, 0.9f, 0.f, 0.f, false, false},
+      plain{0.01f, 0.f, 0.f, 0.f, false, false};
+  check_accounting<AdamW, alloy::state::Fp32>("AdamW / Fp32: 8 B per parameter", {kAdamW, kAdamW},
+                                              8);
+  check_accounting<AdamW, alloy::state::Bf16<>>("AdamW / Bf16: 4 B per parameter", {kAdamW, kAdamW},
+                                                4);
   check_accounting<AdamW, StochasticState>("AdamW / Bf16 stochastic: 4 B", {kAdamW, kAdamW}, 4);
-  check_accounting<Sgd, alloy::state::Fp32>("Sgd momentum / Fp32: 4 B per parameter", {mom, mom}, 4);
-  check_accounting<Sgd, alloy::state::Bf16<>>("Sgd momentum / Bf16: 2 B per parameter", {mom, mom}, 2);
-  check_accounting<Sgd, alloy::state::Fp32>("Sgd without momentum: 0 B per parameter", {plain, plain}, 0);
-  check_accounting<Sgd, alloy::state::Fp32>("Sgd: a group without momentum after one with", {mom, plain}, 4);
-  check_accounting<Sgd, alloy::state::Fp32>("Sgd: a group with momentum after one without", {plain, mom}, 0);
+  check_accounting<Sgd, alloy::state::Fp32>("Sgd momentum / Fp32: 4 B per parameter", {mom, mom},
+                                            4);
+  check_accounting<Sgd, alloy::state::Bf16<>>("Sgd momentum / Bf16: 2 B per parameter", {mom, mom},
+                                              2);
+  check_accounting<Sgd, alloy::state::Fp32>("Sgd without momentum: 0 B per parameter",
+                                            {plain, plain}, 0);
+  check_accounting<Sgd, alloy::state::Fp32>("Sgd: a group without momentum after one with",
+                                            {mom, plain}, 4);
+  check_accounting<Sgd, alloy::state::Fp32>("Sgd: a group with momentum after one without",
+                                            {plain, mom}, 0);
 }
 
 TEST_CASE("executor: global_step counts step() calls, frozen or absent tensors or not") {

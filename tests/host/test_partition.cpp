@@ -31,7 +31,12 @@ TEST_CASE("adam-mini partition: Llama-style names (GQA: 32 query heads, 8 key/va
       {"model.layers.0.self_attn.q_proj.weight", {2048, 2048}, K::heads, 32, true, "query/key"},
       {"model.layers.0.self_attn.k_proj.weight", {512, 2048}, K::heads, 8, true, "query/key"},
       {"model.layers.0.self_attn.v_proj.weight", {512, 2048}, K::rows, 512, true, "value"},
-      {"model.layers.0.self_attn.o_proj.weight", {2048, 2048}, K::rows, 2048, true, "attention output"},
+      {"model.layers.0.self_attn.o_proj.weight",
+       {2048, 2048},
+       K::rows,
+       2048,
+       true,
+       "attention output"},
       {"model.layers.0.mlp.gate_proj.weight", {8192, 2048}, K::rows, 8192, true, "mlp"},
       {"model.layers.0.mlp.down_proj.weight", {2048, 8192}, K::rows, 2048, true, "mlp"},
       {"model.layers.0.input_layernorm.weight", {2048}, K::whole, 1, false, "default"},
@@ -102,17 +107,39 @@ TEST_CASE("adam-mini partition: GPT-2 and BERT names, as the official substring 
   const std::vector<Row> table = {
       {"transformer.wte.weight", {50257, 768}, K::rows, 50257, true, "embedding"},
       {"transformer.wpe.weight", {1024, 768}, K::whole, 1, true, "default"},  // no rule matches
-      {"transformer.h.0.attn.c_attn.weight", {768, 2304}, K::whole, 1, true, "default"},  // fused QKV
+      {"transformer.h.0.attn.c_attn.weight", {768, 2304}, K::whole, 1, true, "default"},  // fused
+                                                                                          // QKV
       {"transformer.h.0.attn.c_attn.bias", {2304}, K::elementwise, 2304, false, "bias"},
       {"transformer.h.0.attn.c_proj.weight", {768, 768}, K::whole, 1, true, "default"},
-      {"transformer.h.0.mlp.c_fc.weight", {768, 3072}, K::rows, 768, true, "mlp"},  // Conv1D: (in, out)
+      {"transformer.h.0.mlp.c_fc.weight", {768, 3072}, K::rows, 768, true, "mlp"},  // Conv1D: (in,
+                                                                                    // out)
       {"transformer.h.0.ln_1.weight", {768}, K::whole, 1, false, "default"},
-      {"bert.encoder.layer.0.attention.self.query.weight", {768, 768}, K::heads, 12, true, "query/key"},
-      {"bert.encoder.layer.0.attention.self.key.weight", {768, 768}, K::heads, 12, true, "query/key"},
+      {"bert.encoder.layer.0.attention.self.query.weight",
+       {768, 768},
+       K::heads,
+       12,
+       true,
+       "query/key"},
+      {"bert.encoder.layer.0.attention.self.key.weight",
+       {768, 768},
+       K::heads,
+       12,
+       true,
+       "query/key"},
       {"bert.encoder.layer.0.attention.self.value.weight", {768, 768}, K::rows, 768, true, "value"},
-      {"bert.encoder.layer.0.attention.output.dense.weight", {768, 768}, K::rows, 768, true, "output"},
+      {"bert.encoder.layer.0.attention.output.dense.weight",
+       {768, 768},
+       K::rows,
+       768,
+       true,
+       "output"},
       // "output" matches, but the tensor is 1-D: one block (the official code would fail here).
-      {"bert.encoder.layer.0.attention.output.LayerNorm.weight", {768}, K::whole, 1, false, "output"},
+      {"bert.encoder.layer.0.attention.output.LayerNorm.weight",
+       {768},
+       K::whole,
+       1,
+       false,
+       "output"},
   };
   for (const Row& r : table) {
     INFO(std::string(r.name));
@@ -127,19 +154,21 @@ TEST_CASE("adam-mini partition: GPT-2 and BERT names, as the official substring 
 }
 
 TEST_CASE("adam-mini partition: errors name the tensor and the rule") {
-  CHECK_THROWS_WITH_AS(alloy::share::adam_mini_partition("q_proj.weight", std::vector<std::int64_t>{64, 64},
-                                                         AdamMiniConfig{}),
+  CHECK_THROWS_WITH_AS(alloy::share::adam_mini_partition(
+                           "q_proj.weight", std::vector<std::int64_t>{64, 64}, AdamMiniConfig{}),
                        doctest::Contains("q_proj.weight"), alloy::Error);
-  CHECK_THROWS_WITH_AS(alloy::share::adam_mini_partition("k_proj.weight", std::vector<std::int64_t>{10, 64},
-                                                         AdamMiniConfig{64, 8, 8, false}),
-                       doctest::Contains("not a multiple of a head"), alloy::Error);
-  CHECK_THROWS_WITH_AS(alloy::share::adam_mini_partition("q_proj.weight", std::vector<std::int64_t>{64, 64},
-                                                         AdamMiniConfig{64, 8, 3, false}),
-                       doctest::Contains("n_kv_heads"), alloy::Error);
+  CHECK_THROWS_WITH_AS(
+      alloy::share::adam_mini_partition("k_proj.weight", std::vector<std::int64_t>{10, 64},
+                                        AdamMiniConfig{64, 8, 8, false}),
+      doctest::Contains("not a multiple of a head"), alloy::Error);
+  CHECK_THROWS_WITH_AS(
+      alloy::share::adam_mini_partition("q_proj.weight", std::vector<std::int64_t>{64, 64},
+                                        AdamMiniConfig{64, 8, 3, false}),
+      doctest::Contains("n_kv_heads"), alloy::Error);
   CHECK_THROWS_WITH_AS(alloy::share::adam_mini_partition("mlp.weight", std::vector<std::int64_t>{},
                                                          AdamMiniConfig{}),
                        doctest::Contains("no shape"), alloy::Error);
-  CHECK_THROWS_WITH_AS(alloy::share::adam_mini_partition("mlp.weight", std::vector<std::int64_t>{4, 0},
-                                                         AdamMiniConfig{}),
+  CHECK_THROWS_WITH_AS(alloy::share::adam_mini_partition(
+                           "mlp.weight", std::vector<std::int64_t>{4, 0}, AdamMiniConfig{}),
                        doctest::Contains("dimension 0"), alloy::Error);
 }

@@ -43,8 +43,8 @@ TEST_CASE("philox4x32_10 matches Random123's known-answer vectors") {
        {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
   };
   for (const Kat& k : kats) {
-    const alloy::Philox4x32 out =
-        alloy::philox4x32_10(alloy::Philox4x32{{k.ctr[0], k.ctr[1], k.ctr[2], k.ctr[3]}}, k.k0, k.k1);
+    const alloy::Philox4x32 out = alloy::philox4x32_10(
+        alloy::Philox4x32{{k.ctr[0], k.ctr[1], k.ctr[2], k.ctr[3]}}, k.k0, k.k1);
     CAPTURE(k.ctr[0]);
     CHECK(words(out) == k.out);
   }
@@ -56,8 +56,8 @@ TEST_CASE("RandomStream: the documented counter layout, keyed by the 64-bit seed
   std::mt19937_64 rng(31337);
   for (int i = 0; i < 1000; ++i) {
     const std::uint64_t seed = rng(), element = rng() & ((1ull << 56) - 1);
-    const alloy::RandomStream s{std::uint32_t(seed), std::uint32_t(seed >> 32), std::uint32_t(rng()),
-                                std::uint32_t(rng()), std::uint8_t(rng())};
+    const alloy::RandomStream s{std::uint32_t(seed), std::uint32_t(seed >> 32),
+                                std::uint32_t(rng()), std::uint32_t(rng()), std::uint8_t(rng())};
     const Words want = words(alloy::philox4x32_10(
         alloy::Philox4x32{{std::uint32_t(element),
                            std::uint32_t(element >> 32) | (std::uint32_t(s.purpose) << 24),
@@ -72,7 +72,8 @@ TEST_CASE("RandomStream: every field of the key changes the output") {
   const std::uint64_t element = 0x00ab'cdef'1234'5678ull;
   const Words ref = words(base.at(element));
   int changed = 0, tried = 0;
-  const auto expect_differs = [&](const alloy::RandomStream& s, std::uint64_t e, const char* what, int bit) {
+  const auto expect_differs = [&](const alloy::RandomStream& s, std::uint64_t e, const char* what,
+                                  int bit) {
     CAPTURE(what);
     CAPTURE(bit);
     ++tried;
@@ -175,7 +176,7 @@ TEST_CASE("RandomStream: 32-bit words are uniform (mean and 16-bin histogram)") 
       ++hist_lo[w][(r.v[w] >> 12) & 15u];
     }
   }
-  const auto chi2 = [](const std::uint64_t (&h)[16]) {
+  const auto chi2 = [](const std::uint64_t(&h)[16]) {
     const double e = double(N) / 16;
     double c = 0;
     for (auto x : h) c += (double(x) - e) * (double(x) - e) / e;
@@ -205,7 +206,7 @@ TEST_CASE("tensor_key_from_name is FNV-1a 32") {
   CHECK(alloy::tensor_key_from_name("foobar") == 0xbf9cf968u);  // published FNV-1a test vector
   CHECK(fnv1a32("a") == 0xe40c292cu);                           // the test's own FNV agrees
   const std::string_view names[] = {"layers.0.attn.q_proj.weight", "lm_head.weight", "t0", "t1",
-                                    "\xff\x80 bytes above 127", "embed"};
+                                    "\xff\x80 bytes above 127",    "embed"};
   for (auto n : names) {
     CAPTURE(n);
     CHECK(alloy::tensor_key_from_name(n) == fnv1a32(n));

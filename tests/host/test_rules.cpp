@@ -12,10 +12,11 @@ TEST_CASE("AdamW matches the float64 reference (host)") {
 }
 
 TEST_CASE("AdamW with maximize matches the reference (host)") {
-  check_against_reference<AdamWCase, alloy::state::Fp32, Host, HostMemory>([](alloy::rule::AdamW::Hyper h) {
-    h.maximize = true;
-    return h;
-  });
+  check_against_reference<AdamWCase, alloy::state::Fp32, Host, HostMemory>(
+      [](alloy::rule::AdamW::Hyper h) {
+        h.maximize = true;
+        return h;
+      });
 }
 
 TEST_CASE("SGD matches the float64 reference (host)") {
@@ -25,19 +26,22 @@ TEST_CASE("SGD matches the float64 reference (host)") {
 }
 
 TEST_CASE("SGD variants: Nesterov, no momentum, no weight decay, maximize (host)") {
-  check_against_reference<SgdCase, alloy::state::Fp32, Host, HostMemory>([](alloy::rule::Sgd::Hyper h) {
-    h.nesterov = true;
-    h.dampening = 0;
-    return h;
-  });
-  check_against_reference<SgdCase, alloy::state::Fp32, Host, HostMemory>([](alloy::rule::Sgd::Hyper h) {
-    h.momentum = 0;
-    h.dampening = 0;
-    return h;
-  });
-  check_against_reference<SgdCase, alloy::state::Fp32, Host, HostMemory>([](alloy::rule::Sgd::Hyper h) {
-    h.weight_decay = 0;
-    h.maximize = true;
-    return h;
-  });
+  check_against_reference<SgdCase, alloy::state::Fp32, Host, HostMemory>(
+      [](alloy::rule::Sgd::Hyper h) {
+        h.nesterov = true;
+        h.dampening = 0;
+        return h;
+      });
+  check_against_reference<SgdCase, alloy::state::Fp32, Host, HostMemory>(
+      [](alloy::rule::Sgd::Hyper h) {
+        h.momentum = 0;
+        h.dampening = 0;
+        return h;
+      });
+  check_against_reference<SgdCase, alloy::state::Fp32, Host, HostMemory>(
+      [](alloy::rule::Sgd::Hyper h) {
+        h.weight_decay = 0;
+        h.maximize = true;
+        return h;
+      });
 }

@@ -18,7 +18,8 @@ using alloy::Param;
 using alloy::TensorView;
 using alloy::grad::Direction;
 
-template <class Rule = alloy::rule::Sgd, Direction D = Direction::gaussian, class State = alloy::state::Fp32>
+template <class Rule = alloy::rule::Sgd, Direction D = Direction::gaussian,
+          class State = alloy::state::Fp32>
 using ZoOpt = alloy::Optimizer<Rule, State, alloy::share::PerParameter, alloy::grad::Spsa<D>>;
 
 std::vector<float> randn(std::size_t n, std::uint64_t seed, double scale = 1.0) {
@@ -142,7 +143,8 @@ TEST_CASE("spsa: ZO-Adam (AdamW + Spsa) update against float64 given the same z"
   for (std::size_t i = 0; i < n; ++i) {
     const double g = 0.5 * z_of(5, 1, opt.key(0), 0, i);
     const double m = (1 - 0.9) * g, v = (1 - 0.99) * g * g;
-    const double want = p0[i] * (1 - 0.01 * 0.1) - (0.01 / bc1) * m / (std::sqrt(v) / std::sqrt(bc2) + 1e-3);
+    const double want =
+        p0[i] * (1 - 0.01 * 0.1) - (0.01 / bc1) * m / (std::sqrt(v) / std::sqrt(bc2) + 1e-3);
     num += (p[i] - want) * (p[i] - want);
     den += want * want;
   }
@@ -183,7 +185,8 @@ TEST_CASE("spsa: the mean of many estimates approaches the gradient at the rate 
       for (std::size_t i = 0; i < d; ++i) mean[i] += c * z[i];
     }
     double e = 0;
-    for (std::size_t i = 0; i < d; ++i) e += (mean[i] / double(N) - g[i]) * (mean[i] / double(N) - g[i]);
+    for (std::size_t i = 0; i < d; ++i)
+      e += (mean[i] / double(N) - g[i]) * (mean[i] / double(N) - g[i]);
     e = std::sqrt(e) / gnorm;
     const double predicted = std::sqrt(double(d + 1) / double(N));
     INFO("N " << N << " relative error " << e << " predicted " << predicted);
@@ -204,7 +207,8 @@ TEST_CASE("spsa: MeZO (Sgd + Spsa, step(loss_fn)) lowers a loss at the rate theo
   for (std::size_t i = 0; i < n; ++i) t[i] = float(std::sin(0.1 * double(i)));
   alloy::Options o;
   o.seed = 1;
-  ZoOpt<> opt({Param{TensorView::of(w.data(), n, Device::host(), "w")}}, {5e-4f, 0.f, 0.f, 0.f, false, false}, o);
+  ZoOpt<> opt({Param{TensorView::of(w.data(), n, Device::host(), "w")}},
+              {5e-4f, 0.f, 0.f, 0.f, false, false}, o);
   auto loss = [&] {
     double s = 0;
     for (std::size_t i = 0; i < n; ++i) s += 0.5 * double(w[i] - t[i]) * double(w[i] - t[i]);
@@ -265,12 +269,14 @@ TEST_CASE("spsa: bf16 parameters keep MeZO-size updates only with stochastic rou
   const float lr = 1e-5f, c = 1.0f;
   for (auto rounding : {alloy::Rounding::nearest, alloy::Rounding::stochastic}) {
     std::vector<alloy::bf16> p(n);
-    for (std::size_t i = 0; i < n; ++i) p[i] = alloy::to_bf16_nearest(0.5f + 0.5f * float(i) / float(n));
+    for (std::size_t i = 0; i < n; ++i)
+      p[i] = alloy::to_bf16_nearest(0.5f + 0.5f * float(i) / float(n));
     const auto p0 = p;
     alloy::Options o;
     o.seed = 21;
     o.param_rounding = rounding;
-    ZoOpt<> opt({Param{TensorView::of(p.data(), n, Device::host(), "w")}}, {lr, 0.f, 0.f, 0.f, false, false}, o);
+    ZoOpt<> opt({Param{TensorView::of(p.data(), n, Device::host(), "w")}},
+                {lr, 0.f, 0.f, 0.f, false, false}, o);
     decltype(opt)::ProjectedGradient pg;
     pg.values[0] = c;
     for (int s = 0; s < T; ++s) opt.update(pg, nullptr, false);  // updates only: no perturbation
@@ -278,7 +284,8 @@ TEST_CASE("spsa: bf16 parameters keep MeZO-size updates only with stochastic rou
     double num = 0, den = 0, moved = 0;
     for (std::size_t i = 0; i < n; ++i) {
       double expect = 0;
-      for (int s = 1; s <= T; ++s) expect -= double(lr) * c * z_of(21, std::uint32_t(s), opt.key(0), 0, i);
+      for (int s = 1; s <= T; ++s)
+        expect -= double(lr) * c * z_of(21, std::uint32_t(s), opt.key(0), 0, i);
       const double got = double(alloy::to_float(p[i])) - double(alloy::to_float(p0[i]));
       num += (got - expect) * (got - expect);
       den += expect * expect;
@@ -296,12 +303,14 @@ TEST_CASE("spsa: bf16 parameters keep MeZO-size updates only with stochastic rou
       double sum_got = 0, sum_exp = 0;
       for (std::size_t i = 0; i < n; ++i) {
         double expect = 0;
-        for (int s = 1; s <= T; ++s) expect -= double(lr) * c * z_of(21, std::uint32_t(s), opt.key(0), 0, i);
+        for (int s = 1; s <= T; ++s)
+          expect -= double(lr) * c * z_of(21, std::uint32_t(s), opt.key(0), 0, i);
         sum_got += double(alloy::to_float(p[i])) - double(alloy::to_float(p0[i]));
         sum_exp += expect;
       }
       CHECK(moved / n > 0.3);
-      CHECK(std::fabs(sum_got - sum_exp) < 0.2 * std::fabs(sum_exp) + 5 * std::sqrt(double(n) * T) * 0x1p-9 / 2);
+      CHECK(std::fabs(sum_got - sum_exp) <
+            0.2 * std::fabs(sum_exp) + 5 * std::sqrt(double(n) * T) * 0x1p-9 / 2);
     }
   }
 }
@@ -321,7 +330,8 @@ TEST_CASE("spsa: drift of the +-eps round trip on bf16 parameters (measured)") {
     alloy::Options o;
     o.seed = 8;
     o.param_rounding = rounding;
-    ZoOpt<> opt({Param{TensorView::of(p.data(), n, Device::host(), "w")}}, {1e-6f, 0.f, 0.f, 0.f, false, false}, o);
+    ZoOpt<> opt({Param{TensorView::of(p.data(), n, Device::host(), "w")}},
+                {1e-6f, 0.f, 0.f, 0.f, false, false}, o);
     for (int c = 0; c < cycles; ++c) {
       opt.perturb();
       opt.flip();
@@ -343,15 +353,17 @@ TEST_CASE("spsa: drift of the +-eps round trip on bf16 parameters (measured)") {
             << ", rms drift " << rms << ", mean |drift| " << ulps / n << " ulps");
     // Three roundings per cycle, each within one ulp: the drift is at most 3 ulps a cycle.
     CHECK(ulps / n <= 3.0 * cycles);
-    if (rounding == alloy::Rounding::stochastic) CHECK(std::fabs(mean) < 5 * rms / std::sqrt(double(n)));
+    if (rounding == alloy::Rounding::stochastic)
+      CHECK(std::fabs(mean) < 5 * rms / std::sqrt(double(n)));
   }
 }
 
 TEST_CASE("spsa: misuse is an alloy::Error naming the problem, and changes nothing") {
   std::vector<float> p(10, 1.f), g(10, 1.f);
   using Opt = ZoOpt<>;
-  CHECK_THROWS_WITH_AS(Opt({Param{TensorView::of(p.data(), 10, Device::host(), "w"), TensorView::of(g.data(), 10)}}),
-                       doctest::Contains("register the tensor without one"), alloy::Error);
+  CHECK_THROWS_WITH_AS(
+      Opt({Param{TensorView::of(p.data(), 10, Device::host(), "w"), TensorView::of(g.data(), 10)}}),
+      doctest::Contains("register the tensor without one"), alloy::Error);
   alloy::Options bad;
   bad.zo_eps = 0.f;
   CHECK_THROWS_WITH_AS(Opt({Param{TensorView::of(p.data(), 10, Device::host(), "w")}}, {}, bad),
@@ -394,9 +406,11 @@ TEST_CASE("spsa: MeZO's weight-decay mask (bias, layer_norm, layernorm) as data"
 TEST_CASE("spsa: bf16 parameters default to stochastic rounding (Options::param_rounding unset)") {
   const std::size_t n = 4096;
   std::vector<alloy::bf16> p(n);
-  for (std::size_t i = 0; i < n; ++i) p[i] = alloy::to_bf16_nearest(0.5f + 0.25f * float(i) / float(n));
+  for (std::size_t i = 0; i < n; ++i)
+    p[i] = alloy::to_bf16_nearest(0.5f + 0.25f * float(i) / float(n));
   const auto p0 = p;
-  ZoOpt<> opt({Param{TensorView::of(p.data(), n, Device::host(), "w")}}, {1e-5f, 0.f, 0.f, 0.f, false, false});
+  ZoOpt<> opt({Param{TensorView::of(p.data(), n, Device::host(), "w")}},
+              {1e-5f, 0.f, 0.f, 0.f, false, false});
   decltype(opt)::ProjectedGradient pg;
   pg.values[0] = 1.f;
   for (int s = 0; s < 100; ++s) opt.update(pg, nullptr, false);

@@ -37,10 +37,10 @@ class World {
  public:
   static constexpr std::size_t kBytes = 1u << 20;
   explicit World(std::uint64_t seed)
-      : rng_(seed), mem_(static_cast<std::byte*>(::operator new(kBytes, std::align_val_t{64}))) {
+      : rng_(seed), mem_(static_cast<std::byte*>(::operator new (kBytes, std::align_val_t{64}))) {
     std::memset(mem_, 0xA5, kBytes);
   }
-  ~World() { ::operator delete(mem_, std::align_val_t{64}); }
+  ~World() { ::operator delete (mem_, std::align_val_t{64}); }
   World(const World&) = delete;
   World& operator=(const World&) = delete;
 
@@ -64,7 +64,8 @@ class World {
   /// A view of n elements of dtype t starting `byte_offset` bytes into `of` (for overlaps).
   static TensorView alias(const TensorView& of, std::size_t byte_offset, DType t, std::size_t n,
                           std::string name = {}) {
-    return TensorView(static_cast<std::byte*>(of.data) + byte_offset, n, t, Device::host(), std::move(name));
+    return TensorView(static_cast<std::byte*>(of.data) + byte_offset, n, t, Device::host(),
+                      std::move(name));
   }
   void new_grads() {
     for (auto& g : grads_) fill(g);
@@ -81,7 +82,8 @@ class World {
       if (v.dtype == DType::f32) {
         std::memcpy(at, &x, 4);
       } else {
-        const std::uint16_t h = v.dtype == DType::bf16 ? alloy::to_bf16_nearest(x).bits : alloy::to_fp16_nearest(x).bits;
+        const std::uint16_t h = v.dtype == DType::bf16 ? alloy::to_bf16_nearest(x).bits
+                                                       : alloy::to_fp16_nearest(x).bits;
         std::memcpy(at, &h, 2);
       }
     }
@@ -105,7 +107,8 @@ std::vector<std::uint32_t> hyper_repr(const AdamW::Hyper& h) {
   return {bits(h.lr), bits(h.beta1), bits(h.beta2), bits(h.eps), bits(h.weight_decay), h.maximize};
 }
 std::vector<std::uint32_t> hyper_repr(const Sgd::Hyper& h) {
-  return {bits(h.lr), bits(h.momentum), bits(h.dampening), bits(h.weight_decay), h.nesterov, h.maximize};
+  return {bits(h.lr),           bits(h.momentum), bits(h.dampening),
+          bits(h.weight_decay), h.nesterov,       h.maximize};
 }
 
 /// Everything observable about an optimizer, moments as raw bits.
@@ -253,33 +256,40 @@ TEST_CASE("validation: broken tensors in add_group are rejected and change nothi
     return [&opt, &a, bad] { opt.add_group({{P(a.fresh, a.fresh_g), bad}, kAdamW, "g"}); };
   };
   const TensorView sp = a.spare32, spg = a.spare32_g;
-  const auto f32 = [](void* p, std::uint64_t n, std::string name, std::vector<std::int64_t> shape = {}) {
+  const auto f32 = [](void* p, std::uint64_t n, std::string name,
+                      std::vector<std::int64_t> shape = {}) {
     return TensorView(p, n, DType::f32, Device::host(), std::move(name), std::move(shape));
   };
 
   expect_rejected("null parameter pointer", opt, wa,
                   group_with(P(f32(nullptr, 10, "nullp"), World::alias(spg, 0, DType::f32, 10))),
                   {"tensor 'nullp'", "null data pointer"});
-  expect_rejected("zero elements", opt, wa, group_with(P(f32(sp.data, 0, "empty"), World::alias(spg, 0, DType::f32, 1))),
+  expect_rejected("zero elements", opt, wa,
+                  group_with(P(f32(sp.data, 0, "empty"), World::alias(spg, 0, DType::f32, 1))),
                   {"tensor 'empty'", "zero elements"});
-  expect_rejected("shape product != numel", opt, wa,
-                  group_with(P(f32(sp.data, 16, "shaped", {3, 5}), World::alias(spg, 0, DType::f32, 16))),
-                  {"tensor 'shaped'", "shape has 15 elements", "numel is 16"});
-  expect_rejected("negative dimension", opt, wa,
-                  group_with(P(f32(sp.data, 15, "negdim", {-3, -5}), World::alias(spg, 0, DType::f32, 15))),
-                  {"tensor 'negdim'", "negative dimension"});
-  expect_rejected("negative dimension among positive ones", opt, wa,
-                  group_with(P(f32(sp.data, 15, "negdim2", {3, 5, -1}), World::alias(spg, 0, DType::f32, 15))),
-                  {"tensor 'negdim2'", "negative dimension"});
+  expect_rejected(
+      "shape product != numel", opt, wa,
+      group_with(P(f32(sp.data, 16, "shaped", {3, 5}), World::alias(spg, 0, DType::f32, 16))),
+      {"tensor 'shaped'", "shape has 15 elements", "numel is 16"});
+  expect_rejected(
+      "negative dimension", opt, wa,
+      group_with(P(f32(sp.data, 15, "negdim", {-3, -5}), World::alias(spg, 0, DType::f32, 15))),
+      {"tensor 'negdim'", "negative dimension"});
+  expect_rejected(
+      "negative dimension among positive ones", opt, wa,
+      group_with(P(f32(sp.data, 15, "negdim2", {3, 5, -1}), World::alias(spg, 0, DType::f32, 15))),
+      {"tensor 'negdim2'", "negative dimension"});
   expect_rejected("fp32 parameter not 4-byte aligned", opt, wa,
-                  group_with(P(World::alias(sp, 1, DType::f32, 10, "odd32"), World::alias(spg, 0, DType::f32, 10))),
+                  group_with(P(World::alias(sp, 1, DType::f32, 10, "odd32"),
+                               World::alias(spg, 0, DType::f32, 10))),
                   {"tensor 'odd32'", "not aligned to its element size (4 bytes)"});
   expect_rejected("bf16 parameter not 2-byte aligned", opt, wa,
                   group_with(P(World::alias(a.spare16, 3, DType::bf16, 10, "odd16"),
                                World::alias(a.spare16_g, 0, DType::bf16, 10))),
                   {"tensor 'odd16'", "not aligned to its element size (2 bytes)"});
   expect_rejected("gradient not aligned", opt, wa,
-                  group_with(P(World::alias(sp, 0, DType::f32, 10, "oddgrad"), World::alias(spg, 2, DType::f32, 10))),
+                  group_with(P(World::alias(sp, 0, DType::f32, 10, "oddgrad"),
+                               World::alias(spg, 2, DType::f32, 10))),
                   {"gradient of 'oddgrad'", "not aligned"});
   expect_rejected("parameter on a CUDA device, host executor", opt, wa,
                   group_with(P(TensorView(sp.data, 10, DType::f32, Device::cuda(0), "gpu"),
@@ -289,31 +299,38 @@ TEST_CASE("validation: broken tensors in add_group are rejected and change nothi
                   group_with(P(World::alias(sp, 0, DType::f32, 10, "gpugrad"),
                                TensorView(spg.data, 10, DType::f32, Device::cuda(1)))),
                   {"gradient of 'gpugrad'", "cuda:1", "host executor"});
-  expect_rejected("gradient on another host device than its parameter", opt, wa,
-                  group_with(P(World::alias(sp, 0, DType::f32, 10, "hostgrad"),
-                               TensorView(spg.data, 10, DType::f32, Device{Device::Kind::host, 1}))),
-                  {"gradient of 'hostgrad'", "host device index must be 0"});
+  expect_rejected(
+      "gradient on another host device than its parameter", opt, wa,
+      group_with(P(World::alias(sp, 0, DType::f32, 10, "hostgrad"),
+                   TensorView(spg.data, 10, DType::f32, Device{Device::Kind::host, 1}))),
+      {"gradient of 'hostgrad'", "host device index must be 0"});
   expect_rejected("gradient element count", opt, wa,
-                  group_with(P(World::alias(sp, 0, DType::f32, 10, "short"), World::alias(spg, 0, DType::f32, 9))),
+                  group_with(P(World::alias(sp, 0, DType::f32, 10, "short"),
+                               World::alias(spg, 0, DType::f32, 9))),
                   {"gradient of 'short'", "has 9 elements", "the parameter 10"});
   expect_rejected("gradient with zero elements", opt, wa,
-                  group_with(P(World::alias(sp, 0, DType::f32, 10, "zgrad"), World::alias(spg, 0, DType::f32, 0))),
+                  group_with(P(World::alias(sp, 0, DType::f32, 10, "zgrad"),
+                               World::alias(spg, 0, DType::f32, 0))),
                   {"gradient of 'zgrad'", "zero elements"});
   expect_rejected("gradient with a wrong shape", opt, wa,
                   group_with(P(World::alias(sp, 0, DType::f32, 12, "gshape"),
                                TensorView(spg.data, 12, DType::f32, Device::host(), {}, {5, 2}))),
                   {"gradient of 'gshape'", "shape has 10 elements"});
   expect_rejected("bf16 parameter with fp32 gradient", opt, wa,
-                  group_with(P(World::alias(a.spare16, 0, DType::bf16, 10, "bf_f32"), World::alias(spg, 0, DType::f32, 10))),
+                  group_with(P(World::alias(a.spare16, 0, DType::bf16, 10, "bf_f32"),
+                               World::alias(spg, 0, DType::f32, 10))),
                   {"gradient of 'bf_f32'", "fp32", "bf16", "not supported"});
   expect_rejected("fp16 parameter with bf16 gradient", opt, wa,
-                  group_with(P(World::alias(a.spare16, 0, DType::f16, 10, "h_bf"), World::alias(a.spare16_g, 0, DType::bf16, 10))),
+                  group_with(P(World::alias(a.spare16, 0, DType::f16, 10, "h_bf"),
+                               World::alias(a.spare16_g, 0, DType::bf16, 10))),
                   {"gradient of 'h_bf'", "bf16", "fp16", "not supported"});
   expect_rejected("bf16 parameter with fp16 gradient", opt, wa,
-                  group_with(P(World::alias(a.spare16, 0, DType::bf16, 10, "bf_h"), World::alias(a.spare16_g, 0, DType::f16, 10))),
+                  group_with(P(World::alias(a.spare16, 0, DType::bf16, 10, "bf_h"),
+                               World::alias(a.spare16_g, 0, DType::f16, 10))),
                   {"gradient of 'bf_h'", "fp16", "bf16", "not supported"});
   expect_rejected("fp16 parameter with fp32 gradient", opt, wa,
-                  group_with(P(World::alias(a.spare16, 0, DType::f16, 10, "h_f32"), World::alias(spg, 0, DType::f32, 10))),
+                  group_with(P(World::alias(a.spare16, 0, DType::f16, 10, "h_f32"),
+                               World::alias(spg, 0, DType::f32, 10))),
                   {"gradient of 'h_f32'", "fp32", "fp16", "not supported"});
 
   // Nothing of the failed groups remains: the valid tensor of every failed group, and the
@@ -337,15 +354,19 @@ TEST_CASE("validation: a shape whose element product overflows 64 bits is reject
   AdamWSetup a(w);
   AdamWOpt opt(a.base(), kAdamW);
   opt.step();
-  const TensorView bad(a.spare32.data, 5, DType::f32, Device::host(), "wrapped", {3, 0x5555555555555557ll});
-  expect_rejected("shape product overflows 64 bits", opt, w,
-                  [&] { opt.add_group({{P(bad, World::alias(a.spare32_g, 0, DType::f32, 5))}, kAdamW, "g"}); },
-                  {"tensor 'wrapped'", "shape"});
+  const TensorView bad(a.spare32.data, 5, DType::f32, Device::host(), "wrapped",
+                       {3, 0x5555555555555557ll});
+  expect_rejected(
+      "shape product overflows 64 bits", opt, w,
+      [&] {
+        opt.add_group({{P(bad, World::alias(a.spare32_g, 0, DType::f32, 5))}, kAdamW, "g"});
+      },
+      {"tensor 'wrapped'", "shape"});
   // A gradient's shape, through set_grad: 13 * 0x6276276276276279 = 4 * 2^64 + 37.
   const TensorView bad_grad(a.spare16_g.data, 37, DType::bf16, Device::host(), {},
                             {13, 0x6276276276276279ll});
-  expect_rejected("gradient shape product overflows 64 bits", opt, w, [&] { opt.set_grad(1, bad_grad); },
-                  {"w1", "shape"});
+  expect_rejected("gradient shape product overflows 64 bits", opt, w,
+                  [&] { opt.set_grad(1, bad_grad); }, {"w1", "shape"});
 }
 
 TEST_CASE("validation: overlapping tensors, duplicate names and keys, empty groups") {
@@ -360,30 +381,36 @@ TEST_CASE("validation: overlapping tensors, duplicate names and keys, empty grou
   const auto add = [&](std::vector<Param> ps, std::string group = "g") {
     return [&opt, ps = std::move(ps), group] { opt.add_group({ps, kAdamW, group}); };
   };
-  const auto v32 = [](const TensorView& of, std::size_t byte_off, std::size_t n, std::string name = {}) {
+  const auto v32 = [](const TensorView& of, std::size_t byte_off, std::size_t n,
+                      std::string name = {}) {
     return World::alias(of, byte_off, DType::f32, n, std::move(name));
   };
 
   // Within one new group.
-  expect_rejected("two parameters overlap", opt, wa,
-                  add({P(v32(sp, 0, 64, "o1"), v32(spg, 0, 64)), P(v32(sp, 128, 64, "o2"), v32(spg, 512, 64))}),
-                  {"tensor 'o1'", "tensor 'o2'", "overlaps"});
-  expect_rejected("two parameters are the same memory", opt, wa,
-                  add({P(v32(sp, 0, 8, "same1"), v32(spg, 0, 8)), P(v32(sp, 0, 8, "same2"), v32(spg, 64, 8))}),
-                  {"same1", "same2", "overlaps"});
+  expect_rejected(
+      "two parameters overlap", opt, wa,
+      add({P(v32(sp, 0, 64, "o1"), v32(spg, 0, 64)), P(v32(sp, 128, 64, "o2"), v32(spg, 512, 64))}),
+      {"tensor 'o1'", "tensor 'o2'", "overlaps"});
+  expect_rejected(
+      "two parameters are the same memory", opt, wa,
+      add({P(v32(sp, 0, 8, "same1"), v32(spg, 0, 8)), P(v32(sp, 0, 8, "same2"), v32(spg, 64, 8))}),
+      {"same1", "same2", "overlaps"});
   expect_rejected("a parameter overlaps its own gradient", opt, wa,
                   add({P(v32(sp, 0, 64, "selfish"), v32(sp, 252, 64))}),
                   {"tensor 'selfish'", "gradient of 'selfish'", "overlaps"});
-  expect_rejected("a parameter overlaps another tensor's gradient", opt, wa,
-                  add({P(v32(sp, 0, 16, "pa"), v32(spg, 0, 16)), P(v32(spg, 60, 4, "pb"), v32(sp, 512, 4))}),
-                  {"gradient of 'pa'", "tensor 'pb'", "overlaps"});
-  expect_rejected("two gradients overlap", opt, wa,
-                  add({P(v32(sp, 0, 16, "ga"), v32(spg, 0, 16)), P(v32(sp, 64, 16, "gb"), v32(spg, 32, 16))}),
-                  {"gradient of 'ga'", "gradient of 'gb'", "overlaps"});
+  expect_rejected(
+      "a parameter overlaps another tensor's gradient", opt, wa,
+      add({P(v32(sp, 0, 16, "pa"), v32(spg, 0, 16)), P(v32(spg, 60, 4, "pb"), v32(sp, 512, 4))}),
+      {"gradient of 'pa'", "tensor 'pb'", "overlaps"});
+  expect_rejected(
+      "two gradients overlap", opt, wa,
+      add({P(v32(sp, 0, 16, "ga"), v32(spg, 0, 16)), P(v32(sp, 64, 16, "gb"), v32(spg, 32, 16))}),
+      {"gradient of 'ga'", "gradient of 'gb'", "overlaps"});
   // Two bytes of overlap: an fp32 tensor's last element and a bf16 tensor's first.
   expect_rejected("a two-byte overlap between dtypes", opt, wa,
                   add({P(v32(sp, 0, 10, "wide"), v32(spg, 0, 10)),
-                       P(World::alias(sp, 38, DType::bf16, 10, "narrow"), World::alias(spg, 100, DType::bf16, 10))}),
+                       P(World::alias(sp, 38, DType::bf16, 10, "narrow"),
+                         World::alias(spg, 100, DType::bf16, 10))}),
                   {"tensor 'wide'", "tensor 'narrow'", "overlaps"});
   // Against tensors of earlier groups (the constructor's and a later add_group's).
   expect_rejected("a new parameter overlaps a registered parameter", opt, wa,
@@ -400,13 +427,16 @@ TEST_CASE("validation: overlapping tensors, duplicate names and keys, empty grou
                   {"gradient of 'intruder'", "tensor 'w2'", "overlaps"});
 
   // Names and keys.
-  expect_rejected("duplicate names in one group", opt, wa,
-                  add({P(v32(sp, 0, 8, "dup"), v32(spg, 0, 8)), P(v32(sp, 64, 8, "dup"), v32(spg, 64, 8))}),
-                  {"'dup'", "same random-stream key"});
+  expect_rejected(
+      "duplicate names in one group", opt, wa,
+      add({P(v32(sp, 0, 8, "dup"), v32(spg, 0, 8)), P(v32(sp, 64, 8, "dup"), v32(spg, 64, 8))}),
+      {"'dup'", "same random-stream key"});
   expect_rejected("a name already registered in an earlier group", opt, wa,
-                  add({P(v32(sp, 0, 8, "w1"), v32(spg, 0, 8))}), {"'w1'", "same random-stream key"});
+                  add({P(v32(sp, 0, 8, "w1"), v32(spg, 0, 8))}),
+                  {"'w1'", "same random-stream key"});
   expect_rejected("duplicate explicit keys", opt, wa,
-                  add({P(v32(sp, 0, 8, "k1"), v32(spg, 0, 8), 42u), P(v32(sp, 64, 8, "k2"), v32(spg, 64, 8), 42u)}),
+                  add({P(v32(sp, 0, 8, "k1"), v32(spg, 0, 8), 42u),
+                       P(v32(sp, 64, 8, "k2"), v32(spg, 64, 8), 42u)}),
                   {"'k1'", "'k2'", "42"});
   const std::uint32_t w0_key = alloy::tensor_key_from_name("w0");
   expect_rejected("an explicit key equal to a registered tensor's key", opt, wa,
@@ -414,18 +444,21 @@ TEST_CASE("validation: overlapping tensors, duplicate names and keys, empty grou
                   {"'w0'", "'thief'", std::to_string(w0_key)});
 
   // Groups.
-  expect_rejected("a named empty group", opt, wa, add({}, "nothing"), {"group 'nothing'", "no tensors"});
+  expect_rejected("a named empty group", opt, wa, add({}, "nothing"),
+                  {"group 'nothing'", "no tensors"});
   expect_rejected("an unnamed empty group", opt, wa, add({}, ""), {"group '2'", "no tensors"});
 
   // Accepted: touching but not overlapping spans, and unnamed tensors (named by index).
   opt.add_group({{P(v32(a.spare32, 0, 10, "left"), v32(a.spare32_g, 0, 10)),
                   P(v32(a.spare32, 40, 10, "right"), v32(a.spare32_g, 40, 10)),
                   P(v32(a.spare32, 80, 5), v32(a.spare32_g, 80, 5))},
-                 kAdamW, "touching"});
+                 kAdamW,
+                 "touching"});
   twin.add_group({{P(v32(b.spare32, 0, 10, "left"), v32(b.spare32_g, 0, 10)),
                    P(v32(b.spare32, 40, 10, "right"), v32(b.spare32_g, 40, 10)),
                    P(v32(b.spare32, 80, 5), v32(b.spare32_g, 80, 5))},
-                  kAdamW, "touching"});
+                  kAdamW,
+                  "touching"});
   CHECK(opt.name(7) == "#7");
   step_both(opt, wa, twin, wb, 3);
   check_twins(opt, wa, twin, wb);
@@ -470,15 +503,22 @@ TEST_CASE("validation: AdamW hyperparameters in add_group, set_hyper, set_lr and
   };
   for (const Bad& x : bad) {
     CAPTURE(x.fragment);
-    expect_rejected("add_group", opt, wa, [&] { opt.add_group({{P(a.fresh, a.fresh_g)}, x.h, "bad"}); },
+    expect_rejected("add_group", opt, wa,
+                    [&] {
+                      opt.add_group({{P(a.fresh, a.fresh_g)}, x.h, "bad"});
+                    },
                     {"group 'bad'", x.fragment});
-    expect_rejected("set_hyper", opt, wa, [&] { opt.set_hyper(1, x.h); }, {"group 'second'", x.fragment});
-    expect_constructor_rejected("constructor", wa, [&] { AdamWOpt o({P(a.fresh, a.fresh_g)}, x.h); },
+    expect_rejected("set_hyper", opt, wa, [&] { opt.set_hyper(1, x.h); },
+                    {"group 'second'", x.fragment});
+    expect_constructor_rejected("constructor", wa,
+                                [&] { AdamWOpt o({P(a.fresh, a.fresh_g)}, x.h); },
                                 {"group '0'", x.fragment});
   }
   expect_rejected("set_lr(NaN)", opt, wa, [&] { opt.set_lr(0, kNaN); }, {"group '0'", "lr = nan"});
-  expect_rejected("set_lr(-1)", opt, wa, [&] { opt.set_lr(1, -1.f); }, {"group 'second'", "lr = -1"});
-  expect_rejected("set_lr(inf)", opt, wa, [&] { opt.set_lr(1, kInf); }, {"group 'second'", "lr = inf"});
+  expect_rejected("set_lr(-1)", opt, wa, [&] { opt.set_lr(1, -1.f); },
+                  {"group 'second'", "lr = -1"});
+  expect_rejected("set_lr(inf)", opt, wa, [&] { opt.set_lr(1, kInf); },
+                  {"group 'second'", "lr = inf"});
 
   // Valid edge values are accepted: lr = 0, beta = 0, eps = 0, weight_decay = 0.
   AdamW::Hyper edge{0.f, 0.f, 0.f, 0.f, 0.f, true};
@@ -550,10 +590,17 @@ TEST_CASE("validation: Sgd hyperparameters, state growth refused, moment index")
     auto add_frag = x.fragments, set_frag = x.fragments;
     add_frag.push_back("group 'bad'");
     set_frag.push_back("group 'mom'");
-    expect_rejected("add_group", opt, wa, [&] { opt.add_group({{P(fresh, fresh_g)}, x.h, "bad"}); }, add_frag);
-    expect_rejected("set_hyper", opt, wa, [&] { opt.set_hyper(0, x.h); }, set_frag);
+    expect_rejected(
+        "add_group", opt, wa,
+        [&] {
+          opt.add_group({{P(fresh, fresh_g)}, x.h, "bad"});
+        },
+        add_frag);
+    expect_rejected(
+        "set_hyper", opt, wa, [&] { opt.set_hyper(0, x.h); }, set_frag);
   }
-  expect_rejected("set_lr(NaN)", opt, wa, [&] { opt.set_lr(1, kNaN); }, {"group 'plain'", "lr = nan"});
+  expect_rejected("set_lr(NaN)", opt, wa, [&] { opt.set_lr(1, kNaN); },
+                  {"group 'plain'", "lr = nan"});
 
   // A group registered without momentum has no buffer to turn momentum on with.
   Sgd::Hyper more = opt.hyper(1);
@@ -563,15 +610,14 @@ TEST_CASE("validation: Sgd hyperparameters, state growth refused, moment index")
   // Sgd keeps one moment: index 1 is out of range, and so is -1.
   expect_rejected("moment index 1 of Sgd", opt, wa, [&] { (void)opt.moment(0, 1); },
                   {"moment index 1", "Sgd has 1"});
-  expect_rejected("moment index -1", opt, wa, [&] { (void)opt.moment(0, -1); }, {"moment index -1", "Sgd"});
+  expect_rejected("moment index -1", opt, wa, [&] { (void)opt.moment(0, -1); },
+                  {"moment index -1", "Sgd"});
 
   // Nesterov with momentum and no dampening is valid.
   Sgd::Hyper nest = good;
   nest.nesterov = true;
   nest.dampening = 0.f;
-  {
-    alloy::Optimizer<Sgd> ok({P(fresh, fresh_g)}, nest);
-  }
+  { alloy::Optimizer<Sgd> ok({P(fresh, fresh_g)}, nest); }
 
   CHECK(hyper_repr(opt.hyper(0)) == hyper_repr(good));
   step_both(opt, wa, twin, wb, 3);
@@ -587,7 +633,9 @@ TEST_CASE("validation: fp16 parameters with stochastic parameter rounding") {
   AdamWOpt opt({P(pb, gb)}, kAdamW, o);
   opt.step();
   expect_rejected("fp16 parameter, stochastic rounding", opt, w,
-                  [&] { opt.add_group({{P(ph, gh)}, kAdamW, "halves"}); },
+                  [&] {
+                    opt.add_group({{P(ph, gh)}, kAdamW, "halves"});
+                  },
                   {"tensor 'h16'", "stochastic rounding", "fp16"});
   expect_constructor_rejected("constructor", w, [&] { AdamWOpt x({P(ph, gh)}, kAdamW, o); },
                               {"tensor 'h16'", "stochastic rounding", "fp16"});
@@ -607,20 +655,32 @@ TEST_CASE("validation: indices out of range and set_grad with a mismatched view"
   const std::vector<std::string> tmsg = {tindex, "out of range", "4 registered"};
   const std::vector<std::string> gmsg = {"group index 1", "out of range", "1 groups"};
 
-  expect_rejected("set_grad", opt, wa, [&] { opt.set_grad(n, a.fresh_g); }, tmsg);
-  expect_rejected("set_frozen", opt, wa, [&] { opt.set_frozen(n, true); }, tmsg);
-  expect_rejected("moment", opt, wa, [&] { (void)opt.moment(n, 0); }, tmsg);
-  expect_rejected("step_count", opt, wa, [&] { (void)opt.step_count(n); }, tmsg);
-  expect_rejected("name", opt, wa, [&] { (void)opt.name(n); }, tmsg);
-  expect_rejected("key", opt, wa, [&] { (void)opt.key(n); }, tmsg);
-  expect_rejected("group_of", opt, wa, [&] { (void)opt.group_of(n); }, tmsg);
+  expect_rejected(
+      "set_grad", opt, wa, [&] { opt.set_grad(n, a.fresh_g); }, tmsg);
+  expect_rejected(
+      "set_frozen", opt, wa, [&] { opt.set_frozen(n, true); }, tmsg);
+  expect_rejected(
+      "moment", opt, wa, [&] { (void)opt.moment(n, 0); }, tmsg);
+  expect_rejected(
+      "step_count", opt, wa, [&] { (void)opt.step_count(n); }, tmsg);
+  expect_rejected(
+      "name", opt, wa, [&] { (void)opt.name(n); }, tmsg);
+  expect_rejected(
+      "key", opt, wa, [&] { (void)opt.key(n); }, tmsg);
+  expect_rejected(
+      "group_of", opt, wa, [&] { (void)opt.group_of(n); }, tmsg);
   expect_rejected("set_frozen, huge index", opt, wa, [&] { opt.set_frozen(std::size_t(-1), true); },
                   {std::to_string(std::size_t(-1)), "out of range"});
-  expect_rejected("set_hyper", opt, wa, [&] { opt.set_hyper(1, kAdamW); }, gmsg);
-  expect_rejected("set_lr", opt, wa, [&] { opt.set_lr(1, 0.1f); }, gmsg);
-  expect_rejected("hyper", opt, wa, [&] { (void)opt.hyper(1); }, gmsg);
-  expect_rejected("moment index 2 of AdamW", opt, wa, [&] { (void)opt.moment(0, 2); }, {"moment index 2", "AdamW has 2"});
-  expect_rejected("moment index -1", opt, wa, [&] { (void)opt.moment(1, -1); }, {"moment index -1", "AdamW"});
+  expect_rejected(
+      "set_hyper", opt, wa, [&] { opt.set_hyper(1, kAdamW); }, gmsg);
+  expect_rejected(
+      "set_lr", opt, wa, [&] { opt.set_lr(1, 0.1f); }, gmsg);
+  expect_rejected(
+      "hyper", opt, wa, [&] { (void)opt.hyper(1); }, gmsg);
+  expect_rejected("moment index 2 of AdamW", opt, wa, [&] { (void)opt.moment(0, 2); },
+                  {"moment index 2", "AdamW has 2"});
+  expect_rejected("moment index -1", opt, wa, [&] { (void)opt.moment(1, -1); },
+                  {"moment index -1", "AdamW"});
 
   // set_grad(t, view) checks the view against tensor t's parameter like registration does.
   const TensorView sp = a.spare32, spg = a.spare32_g;
@@ -631,7 +691,8 @@ TEST_CASE("validation: indices out of range and set_grad with a mismatched view"
                   {"gradient of 'w0'", "has 999 elements", "the parameter 1000"});
   expect_rejected("dtype pair", opt, wa, [&] { opt.set_grad(2, v(spg, 0, DType::f32, 1)); },
                   {"gradient of 'w2'", "fp32", "bf16", "not supported"});
-  expect_rejected("dtype pair fp16", opt, wa, [&] { opt.set_grad(3, v(a.spare16_g, 0, DType::bf16, 129)); },
+  expect_rejected("dtype pair fp16", opt, wa,
+                  [&] { opt.set_grad(3, v(a.spare16_g, 0, DType::bf16, 129)); },
                   {"gradient of 'w3'", "bf16", "fp16", "not supported"});
   expect_rejected("device", opt, wa,
                   [&] { opt.set_grad(1, TensorView(spg.data, 37, DType::bf16, Device::cuda(0))); },
@@ -640,16 +701,21 @@ TEST_CASE("validation: indices out of range and set_grad with a mismatched view"
                   {"gradient of 'w1'", "not aligned"});
   expect_rejected("zero elements", opt, wa, [&] { opt.set_grad(1, v(spg, 0, DType::bf16, 0)); },
                   {"gradient of 'w1'", "zero elements"});
-  expect_rejected("shape", opt, wa,
-                  [&] { opt.set_grad(1, TensorView(spg.data, 37, DType::bf16, Device::host(), {}, {6, 6})); },
-                  {"gradient of 'w1'", "shape has 36 elements"});
+  expect_rejected(
+      "shape", opt, wa,
+      [&] {
+        opt.set_grad(1, TensorView(spg.data, 37, DType::bf16, Device::host(), {}, {6, 6}));
+      },
+      {"gradient of 'w1'", "shape has 36 elements"});
   // (set_grad names the new gradient as registration does: "gradient of '<tensor>'".)
-  expect_rejected("overlaps its own parameter", opt, wa, [&] { opt.set_grad(0, v(a.w0, 0, DType::f32, 1000)); },
+  expect_rejected("overlaps its own parameter", opt, wa,
+                  [&] { opt.set_grad(0, v(a.w0, 0, DType::f32, 1000)); },
                   {"gradient of 'w0'", "tensor 'w0'", "overlaps"});
   expect_rejected("overlaps another parameter", opt, wa,
                   [&] { opt.set_grad(2, World::alias(a.w3, 256, DType::bf16, 1)); },
                   {"gradient of 'w2'", "tensor 'w3'", "overlaps"});
-  expect_rejected("overlaps another gradient", opt, wa, [&] { opt.set_grad(0, World::alias(a.g1, 0, DType::f32, 1000)); },
+  expect_rejected("overlaps another gradient", opt, wa,
+                  [&] { opt.set_grad(0, World::alias(a.g1, 0, DType::f32, 1000)); },
                   {"gradient of 'w0'", "gradient of 'w1'", "overlaps"});
 
   // Accepted: a new buffer over this tensor's own old gradient (it is being replaced).
@@ -667,15 +733,16 @@ TEST_CASE("validation: element-aligned but not vector-aligned tensors step like 
     DType p, g;
     std::size_t n;
   };
-  const Spec specs[] = {{DType::f32, DType::f32, 1},    {DType::f32, DType::f32, 1001},
-                        {DType::f32, DType::bf16, 37},  {DType::f32, DType::f16, 263},
+  const Spec specs[] = {{DType::f32, DType::f32, 1},     {DType::f32, DType::f32, 1001},
+                        {DType::f32, DType::bf16, 37},   {DType::f32, DType::f16, 263},
                         {DType::bf16, DType::bf16, 515}, {DType::f16, DType::f16, 7}};
   const auto build = [&](World& w, bool shifted) {
     std::vector<Param> ps;
     const char* names[] = {"u0", "u1", "u2", "u3", "u4", "u5"};
     int i = 0;
     for (const Spec& s : specs) {
-      const std::size_t pm = shifted ? alloy::dtype_size(s.p) : 0, gm = shifted ? alloy::dtype_size(s.g) : 0;
+      const std::size_t pm = shifted ? alloy::dtype_size(s.p) : 0,
+                        gm = shifted ? alloy::dtype_size(s.g) : 0;
       TensorView p = w.tensor(s.p, s.n, names[i++], pm);
       TensorView g = w.grad(s.g, s.n, gm);
       ps.push_back(P(p, g));
@@ -719,7 +786,9 @@ TEST_CASE("validation: a tensor that draws random numbers needs a name or a key"
   // Stochastic parameter rounding: an unnamed, unkeyed tensor would draw from a stream that
   // depends on its registration position.
   expect_rejected("unnamed bf16 tensor, stochastic parameter rounding", opt, w,
-                  [&] { opt.add_group({{P(anon, ga)}, kAdamW, "anon"}); },
+                  [&] {
+                    opt.add_group({{P(anon, ga)}, kAdamW, "anon"});
+                  },
                   {"#1", "neither a name nor Param::key", "stochastic rounding"});
   // An explicit key is enough.
   alloy::Param keyed = P(anon, ga);

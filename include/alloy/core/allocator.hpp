@@ -27,10 +27,10 @@ class HostAllocator final : public Allocator {
   static constexpr std::size_t kAlignment = 256;
   void* allocate(std::size_t bytes, Device where) override {
     if (where.is_cuda()) detail::fail("HostAllocator cannot allocate on ", to_string(where));
-    return ::operator new(bytes ? bytes : 1, std::align_val_t{kAlignment});
+    return ::operator new (bytes ? bytes : 1, std::align_val_t{kAlignment});
   }
   void deallocate(void* ptr, std::size_t, Device) noexcept override {
-    ::operator delete(ptr, std::align_val_t{kAlignment});
+    ::operator delete (ptr, std::align_val_t{kAlignment});
   }
 };
 

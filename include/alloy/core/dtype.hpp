@@ -104,9 +104,9 @@ ALLOY_HD fp16 to_fp16_nearest(float x) {
   std::uint32_t u = float_bits(x);
   const std::uint16_t sign = std::uint16_t((u >> 16) & 0x8000u);
   u &= 0x7fffffffu;
-  if (u > 0x7f800000u) return fp16{std::uint16_t(sign | 0x7e00u)};  // nan
+  if (u > 0x7f800000u) return fp16{std::uint16_t(sign | 0x7e00u)};   // nan
   if (u >= 0x477ff000u) return fp16{std::uint16_t(sign | 0x7c00u)};  // rounds to >= 65520: inf
-  if (u < 0x38800000u) {  // below the smallest normal 2^-14: subnormal or zero
+  if (u < 0x38800000u) {                     // below the smallest normal 2^-14: subnormal or zero
     if (u < 0x33000000u) return fp16{sign};  // below half the smallest subnormal (2^-25)
     const std::uint32_t exp = u >> 23;
     const std::uint32_t man = (u & 0x7fffffu) | 0x800000u;

@@ -38,7 +38,9 @@ struct Options {
 
 /// The rounding of bf16 parameter stores that `o` selects for a composition.
 inline Rounding bf16_param_rounding(const Options& o, bool zeroth_order) {
-  return o.param_rounding ? *o.param_rounding : zeroth_order ? Rounding::stochastic : Rounding::nearest;
+  return o.param_rounding ? *o.param_rounding
+         : zeroth_order   ? Rounding::stochastic
+                          : Rounding::nearest;
 }
 
 ALLOY_NAMESPACE_END

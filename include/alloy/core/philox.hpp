@@ -70,10 +70,10 @@ struct RandomStream {
   std::uint8_t purpose;
 
   ALLOY_HD Philox4x32 at(std::uint64_t element) const {
-    const Philox4x32 ctr{{std::uint32_t(element),
-                          (std::uint32_t(element >> 32) & 0x00ffffffu) |
-                              (std::uint32_t(purpose) << 24),
-                          tensor_key, step}};
+    const Philox4x32 ctr{
+        {std::uint32_t(element),
+         (std::uint32_t(element >> 32) & 0x00ffffffu) | (std::uint32_t(purpose) << 24), tensor_key,
+         step}};
     return philox4x32_10(ctr, seed_lo, seed_hi);
   }
 };

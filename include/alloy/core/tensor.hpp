@@ -52,8 +52,8 @@ struct TensorView {
   template <class T>
   static TensorView of(T* d, std::uint64_t n, Device dev = Device::host(), std::string nm = {},
                        std::vector<std::int64_t> shp = {}) {
-    return TensorView(const_cast<std::remove_const_t<T>*>(d), n, dtype_of<std::remove_const_t<T>>::value,
-                      dev, std::move(nm), std::move(shp));
+    return TensorView(const_cast<std::remove_const_t<T>*>(d), n,
+                      dtype_of<std::remove_const_t<T>>::value, dev, std::move(nm), std::move(shp));
   }
   std::uint64_t bytes() const { return numel * dtype_size(dtype); }
 };

@@ -7,14 +7,14 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <type_traits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "../compose.hpp"
 #include "../core/allocator.hpp"
 #include "../core/error.hpp"
-#include "../compose.hpp"
 #include "../core/options.hpp"
 #include "dispatch.hpp"
 #include "plan.hpp"
@@ -135,7 +135,8 @@ __device__ __forceinline__ void step_range(const TensorEntry& t, const typename 
     }
   }
   const std::uint64_t tail = begin + tiles * N;
-  if (threadIdx.x < end - tail) scalar_range<E>(t, tail + threadIdx.x, tail + threadIdx.x + 1, s, pass);
+  if (threadIdx.x < end - tail)
+    scalar_range<E>(t, tail + threadIdx.x, tail + threadIdx.x + 1, s, pass);
 }
 
 /// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
@@ -180,7 +181,9 @@ __global__ void write_hyper_kernel(Hyper* dst, Hyper h) {
 struct Cuda {
   static constexpr Device::Kind kKind = Device::Kind::cuda;
   static constexpr const char* kName = "CUDA";
-  static std::shared_ptr<Allocator> default_allocator() { return std::make_shared<CudaAllocator>(); }
+  static std::shared_ptr<Allocator> default_allocator() {
+    return std::make_shared<CudaAllocator>();
+  }
   template <class Rule, class Format, class Grad>
   class Backend;
 };
@@ -192,8 +195,8 @@ class Cuda::Backend {
 
  public:
   explicit Backend(const Options& o)
-      : seed_(o.seed), rounding_(bf16_param_rounding(o, is_zeroth_order<Grad>())), blocks_override_(o.cuda_blocks),
-        alloc_(o.allocator ? o.allocator : default_allocator()) {}
+      : seed_(o.seed), rounding_(bf16_param_rounding(o, is_zeroth_order<Grad>())),
+        blocks_override_(o.cuda_blocks), alloc_(o.allocator ? o.allocator : default_allocator()) {}
 
   /// The pointer must be device (or managed) memory of the view's device.
   static void check_view(const TensorView& v, const std::string& what) {
@@ -205,11 +208,11 @@ class Cuda::Backend {
     }
     if (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)
       detail::fail(what, ": is declared on ", to_string(v.device),
-                   " but its pointer is not device memory (", a.type == cudaMemoryTypeHost ? "pinned host" : "unregistered host",
-                   " memory)");
+                   " but its pointer is not device memory (",
+                   a.type == cudaMemoryTypeHost ? "pinned host" : "unregistered host", " memory)");
     if (a.device != v.device.index)
-      detail::fail(what, ": is declared on ", to_string(v.device), " but its pointer is on cuda:",
-                   a.device);
+      detail::fail(what, ": is declared on ", to_string(v.device),
+                   " but its pointer is on cuda:", a.device);
   }
 
   void zero(void* p, std::size_t bytes) const {
@@ -247,10 +250,9 @@ class Cuda::Backend {
                                   cudaMemcpyDeviceToDevice));
     next.global_step = detail::Buffer(alloc_, sizeof(std::uint32_t), dev);
     if (tables_.global_step.bytes())
-      ALLOY_CUDA_CHECK(cudaMemcpy(next.global_step.get(), tables_.global_step.get(), sizeof(std::uint32_t),
-                                  cudaMemcpyDeviceToDevice));
-    else
-      ALLOY_CUDA_CHECK(cudaMemset(next.global_step.get(), 0, sizeof(std::uint32_t)));
+      ALLOY_CUDA_CHECK(cudaMemcpy(next.global_step.get(), tables_.global_step.get(),
+                                  sizeof(std::uint32_t), cudaMemcpyDeviceToDevice));
+    else ALLOY_CUDA_CHECK(cudaMemset(next.global_step.get(), 0, sizeof(std::uint32_t)));
 
     // One launch group per dtype pair; its grid is one full wave of its kernel.
     for (const auto& [p, g] : dtype_pairs(entries)) {
@@ -262,7 +264,8 @@ class Cuda::Backend {
         constexpr Tuning tune = tuning_sm90<E>();
         auto kernel = step_kernel<E, Scalars, tune.threads, tune.unroll>;
         int per_sm = 0;
-        ALLOY_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, tune.threads, 0));
+        ALLOY_CUDA_CHECK(
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, tune.threads, 0));
         l.blocks = blocks_override_ ? blocks_override_ : unsigned(std::max(1, per_sm) * sms);
       });
       std::vector<std::uint32_t> members;
@@ -284,9 +287,10 @@ class Cuda::Backend {
   /// stream being captured into a graph cannot do.
   static void prepare_rebuild(Stream stream) {
     if (capturing(stream))
-      detail::fail("tensor bindings changed (set_grad, set_frozen) since the last step: the tables "
-                   "must be rebuilt, which cannot happen while the stream is being captured; step "
-                   "once outside the capture first");
+      detail::fail(
+          "tensor bindings changed (set_grad, set_frozen) since the last step: the tables "
+          "must be rebuilt, which cannot happen while the stream is being captured; step "
+          "once outside the capture first");
   }
   static bool capturing(Stream stream) {
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
@@ -298,7 +302,9 @@ class Cuda::Backend {
   void set_hyper(std::size_t g, const Hyper& h) { pending_.emplace_back(g, h); }
 
   /// A step of the rule over gradient tensors (grad::Backprop).
-  void step(Stream s) { run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s); }
+  void step(Stream s) {
+    run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s);
+  }
 
   /// One pass of element kind Kind over every active tensor, enqueued on `stream`. `advance`: a
   /// step of the rule (the prologue advances step counts and the global step and computes the
@@ -308,9 +314,10 @@ class Cuda::Backend {
     cuda_detail::DeviceGuard guard(device_);
     auto* hypers = tables_.hypers.template as<Hyper>();
     if (!pending_.empty() && capturing(stream))
-      detail::fail("set_hyper/set_lr values are pending while the stream is being captured: a "
-                   "graph would replay them every time; step once before capturing, and change "
-                   "hyperparameters of a captured step through device_lr / device_hyper");
+      detail::fail(
+          "set_hyper/set_lr values are pending while the stream is being captured: a "
+          "graph would replay them every time; step once before capturing, and change "
+          "hyperparameters of a captured step through device_lr / device_hyper");
     for (const auto& [g, h] : pending_) {
       write_hyper_kernel<<<1, 1, 0, stream>>>(hypers + g, h);
       ALLOY_CUDA_CHECK(cudaGetLastError());
@@ -328,12 +335,17 @@ class Cuda::Backend {
       dispatch_dtypes(l.param, l.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
         using E = typename Kind::template type<PT, GT, PR>;
         constexpr Tuning tune = tuning_sm90<E>();
-        StepParams<E, Scalars> prm{tables_.entries.template as<TensorEntry>(), l.chunks.template as<Chunk>(),
+        StepParams<E, Scalars> prm{tables_.entries.template as<TensorEntry>(),
+                                   l.chunks.template as<Chunk>(),
                                    l.worker_begin.template as<std::uint32_t>(),
                                    tables_.scalars.template as<Scalars>(),
                                    tables_.global_step.template as<std::uint32_t>(),
-                                   advance ? 0u : 1u, seed_, rounding_purpose, args};
-        step_kernel<E, Scalars, tune.threads, tune.unroll><<<l.blocks, tune.threads, 0, stream>>>(prm);
+                                   advance ? 0u : 1u,
+                                   seed_,
+                                   rounding_purpose,
+                                   args};
+        step_kernel<E, Scalars, tune.threads, tune.unroll>
+            <<<l.blocks, tune.threads, 0, stream>>>(prm);
         ALLOY_CUDA_CHECK(cudaGetLastError());
       });
   }
@@ -347,7 +359,8 @@ class Cuda::Backend {
   std::uint32_t step_count(std::size_t t) const {
     ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
     std::uint32_t c = 0;
-    ALLOY_CUDA_CHECK(cudaMemcpy(&c, tables_.counts.template as<std::uint32_t>() + t, 4, cudaMemcpyDeviceToHost));
+    ALLOY_CUDA_CHECK(
+        cudaMemcpy(&c, tables_.counts.template as<std::uint32_t>() + t, 4, cudaMemcpyDeviceToHost));
     return c;
   }
   std::uint64_t global_step() const {
@@ -406,7 +419,8 @@ class Cuda::Backend {
   template <class T>
   detail::Buffer upload(const std::vector<T>& v, Device dev) {
     detail::Buffer b(alloc_, v.size() * sizeof(T), dev);
-    if (!v.empty()) ALLOY_CUDA_CHECK(cudaMemcpy(b.get(), v.data(), b.bytes(), cudaMemcpyHostToDevice));
+    if (!v.empty())
+      ALLOY_CUDA_CHECK(cudaMemcpy(b.get(), v.data(), b.bytes(), cudaMemcpyHostToDevice));
     return b;
   }
 

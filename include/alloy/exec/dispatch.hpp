@@ -1,8 +1,8 @@
 // Run-time dtype pair -> compile-time instantiation, once per launch group (never per element).
 #pragma once
 
-#include "../core/error.hpp"
 #include "../core/dtype.hpp"
+#include "../core/error.hpp"
 
 ALLOY_NAMESPACE_BEGIN
 namespace exec {
@@ -23,10 +23,12 @@ void dispatch_dtypes(DType p, DType g, Rounding pr, F&& f) {
     return f.template operator()<float, fp16, Rounding::nearest>();
   }
   if (p == DType::bf16 && g == DType::bf16) {
-    if (pr == Rounding::stochastic) return f.template operator()<bf16, bf16, Rounding::stochastic>();
+    if (pr == Rounding::stochastic)
+      return f.template operator()<bf16, bf16, Rounding::stochastic>();
     return f.template operator()<bf16, bf16, Rounding::nearest>();
   }
-  if (p == DType::f16 && g == DType::f16) return f.template operator()<fp16, fp16, Rounding::nearest>();
+  if (p == DType::f16 && g == DType::f16)
+    return f.template operator()<fp16, fp16, Rounding::nearest>();
   detail::fail("internal: unsupported dtype pair reached dispatch");
 }
 

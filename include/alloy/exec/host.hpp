@@ -8,8 +8,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "../core/allocator.hpp"
 #include "../compose.hpp"
+#include "../core/allocator.hpp"
 #include "../core/options.hpp"
 #include "dispatch.hpp"
 #include "plan.hpp"
@@ -25,7 +25,9 @@ namespace exec {
 struct Host {
   static constexpr Device::Kind kKind = Device::Kind::host;
   static constexpr const char* kName = "host";
-  static std::shared_ptr<Allocator> default_allocator() { return std::make_shared<HostAllocator>(); }
+  static std::shared_ptr<Allocator> default_allocator() {
+    return std::make_shared<HostAllocator>();
+  }
   template <class Rule, class Format, class Grad>
   class Backend;
 };
@@ -39,7 +41,8 @@ class Host::Backend {
  public:
   Backend(const Options& o)
       : seed_(o.seed), rounding_(bf16_param_rounding(o, is_zeroth_order<Grad>())),
-        pool_(o.host_threads ? o.host_threads : std::max(1u, std::thread::hardware_concurrency())) {}
+        pool_(o.host_threads ? o.host_threads : std::max(1u, std::thread::hardware_concurrency())) {
+  }
 
   static void check_view(const TensorView&, const std::string&) {}
   static void prepare_rebuild(Stream) {}
@@ -56,7 +59,9 @@ class Host::Backend {
   void set_hyper(std::size_t g, const Hyper& h) { hypers_[g] = h; }
 
   /// A step of the rule over gradient tensors (grad::Backprop).
-  void step(Stream s) { run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s); }
+  void step(Stream s) {
+    run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s);
+  }
 
   /// One pass of element kind Kind over every active tensor. `advance`: a step of the rule
   /// (step counts, global step and per-tensor scalars advance first); otherwise a parameter pass
@@ -67,9 +72,11 @@ class Host::Backend {
       ++global_step_;
       for (std::size_t t = 0; t < entries_.size(); ++t)
         if (entries_[t].flags & kTensorActive)
-          scalars_[t] = Rule::scalars(tensor_hyper(hypers_[entries_[t].group], entries_[t].flags), ++counts_[t]);
+          scalars_[t] = Rule::scalars(tensor_hyper(hypers_[entries_[t].group], entries_[t].flags),
+                                      ++counts_[t]);
     }
-    const Pass<Args> pass{seed_, std::uint32_t(global_step_ + (advance ? 0 : 1)), rounding_purpose, args};
+    const Pass<Args> pass{seed_, std::uint32_t(global_step_ + (advance ? 0 : 1)), rounding_purpose,
+                          args};
     for (const GroupPlan& plan : plans_)
       dispatch_dtypes(plan.param, plan.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
         run_group<typename Kind::template type<PT, GT, PR>>(plan, pass);
@@ -78,7 +85,9 @@ class Host::Backend {
 
   std::uint32_t step_count(std::size_t t) const { return counts_[t]; }
   std::uint64_t global_step() const { return global_step_; }
-  void read_state(void* dst, const void* src, std::size_t bytes) const { std::memcpy(dst, src, bytes); }
+  void read_state(void* dst, const void* src, std::size_t bytes) const {
+    std::memcpy(dst, src, bytes);
+  }
   /// Bytes of per-tensor step counts (counted as state).
   std::size_t count_bytes() const { return counts_.size() * sizeof(std::uint32_t); }
   std::size_t overhead_bytes() const {

@@ -29,8 +29,8 @@ inline GroupPlan plan_group(const std::vector<TensorEntry>& entries,
   GroupPlan plan{p, g, {}, {}, 0};
   for (auto t : tensors) plan.elements += entries[t].numel;
   workers = std::max(1u, workers);
-  const std::uint64_t share = std::max<std::uint64_t>(
-      kChunkAlign, (plan.elements + workers - 1) / workers);
+  const std::uint64_t share =
+      std::max<std::uint64_t>(kChunkAlign, (plan.elements + workers - 1) / workers);
   plan.worker_begin.assign(workers + 1, 0);
   unsigned w = 0;
   std::uint64_t filled = 0;  // elements given to worker w so far
@@ -51,7 +51,8 @@ inline GroupPlan plan_group(const std::vector<TensorEntry>& entries,
       }
     }
   }
-  for (unsigned i = w + 1; i <= workers; ++i) plan.worker_begin[i] = std::uint32_t(plan.chunks.size());
+  for (unsigned i = w + 1; i <= workers; ++i)
+    plan.worker_begin[i] = std::uint32_t(plan.chunks.size());
   return plan;
 }
 

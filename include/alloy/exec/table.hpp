@@ -11,10 +11,10 @@ namespace exec {
 
 /// Flags of a TensorEntry.
 enum : std::uint32_t {
-  kTensorActive = 1u,     // has a gradient and is not frozen: stepped (and counted) this step
-  kParamAligned16 = 2u,   // param pointer is 16-byte aligned: vector loads in the body
-  kGradAligned16 = 4u,    // gradient pointer is 16-byte aligned
-  kNoDecay = 8u,          // the group's weight decay does not apply (Options::no_decay names)
+  kTensorActive = 1u,    // has a gradient and is not frozen: stepped (and counted) this step
+  kParamAligned16 = 2u,  // param pointer is 16-byte aligned: vector loads in the body
+  kGradAligned16 = 4u,   // gradient pointer is 16-byte aligned
+  kNoDecay = 8u,         // the group's weight decay does not apply (Options::no_decay names)
 };
 
 /// The hyperparameters a tensor steps with: its group's, without weight decay when masked.
@@ -34,7 +34,7 @@ struct TensorEntry {
   std::uint32_t key;    // stable RNG key
   std::uint32_t group;  // hyperparameter group
   std::uint32_t flags;
-  std::uint8_t moments;  // moments kept (0 .. Rule::kMoments)
+  std::uint8_t moments;                  // moments kept (0 .. Rule::kMoments)
   std::uint8_t param_dtype, grad_dtype;  // DType values
   std::uint8_t pad_;
 };

@@ -78,7 +78,8 @@ struct Pass {
   Args args;
 
   ALLOY_HD RandomStream rounding(std::uint32_t key) const {
-    return RandomStream{std::uint32_t(seed), std::uint32_t(seed >> 32), key, step, rounding_purpose};
+    return RandomStream{std::uint32_t(seed), std::uint32_t(seed >> 32), key, step,
+                        rounding_purpose};
   }
 };
 
@@ -92,13 +93,14 @@ struct ElementStep {
   using S = typename Format::Stored;
   using Scalars = typename Rule::Scalars;
   using Args = NoArgs;
-  static constexpr bool kRandom = Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
+  static constexpr bool kRandom =
+      Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
 
   /// Tile width of the CUDA executor: 16 bytes of the narrowest stored type, so that every
   /// array of the tile (parameter, gradient, each moment) moves in whole 16-byte vectors.
-  static constexpr std::size_t kNarrowest =
-      sizeof(PT) < sizeof(GT) ? (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S))
-                              : (sizeof(GT) < sizeof(S) ? sizeof(GT) : sizeof(S));
+  static constexpr std::size_t kNarrowest = sizeof(PT) < sizeof(GT)
+                                                ? (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S))
+                                                : (sizeof(GT) < sizeof(S) ? sizeof(GT) : sizeof(S));
   static constexpr int kVec = int(16 / kNarrowest);
 
   /// A tile of N consecutive elements starting at index i0 of one tensor.

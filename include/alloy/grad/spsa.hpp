@@ -65,7 +65,8 @@ ALLOY_HD void direction_quad(const RandomStream& rs, std::uint64_t q, float (&z)
 #endif
     for (int h = 0; h < 2; ++h) {
       const float u1 = (float(r.v[2 * h] >> 8) + 0.5f) * 0x1p-24f;
-      const float a = ((float(r.v[2 * h + 1] >> 8) + 0.5f) * 0x1p-24f - 0.5f) * 6.28318530717958647692f;
+      const float a =
+          ((float(r.v[2 * h + 1] >> 8) + 0.5f) * 0x1p-24f - 0.5f) * 6.28318530717958647692f;
 #if ALLOY_ON_DEVICE
       const float rad = __fsqrt_rn(-2.f * __logf(u1));
       float sn, cs;
@@ -96,7 +97,7 @@ namespace exec {
 /// Arguments of a parameter pass that moves p along a direction: p <- p + scale * eps * z_k.
 struct ZoPerturbArgs {
   float eps;
-  float scale;   // +1 perturb, -2 flip, +1 or -1 restore
+  float scale;  // +1 perturb, -2 flip, +1 or -1 restore
   int direction;
 };
 
@@ -105,13 +106,13 @@ struct ZoPerturbArgs {
 template <int kMax>
 struct ZoUpdateArgs {
   float eps;
-  float restore;      // 0: parameters are at p; 1: they are at p - eps z_{n-1} (after a flip)
-  int directions;     // n
-  int fold;           // add +eps z_0 of step + 1
-  const float* c;            // n projected gradients in executor memory, or null
-  const float* loss_plus;    // else n losses L(p + eps z_k) and n losses L(p - eps z_k), or null
+  float restore;           // 0: parameters are at p; 1: they are at p - eps z_{n-1} (after a flip)
+  int directions;          // n
+  int fold;                // add +eps z_0 of step + 1
+  const float* c;          // n projected gradients in executor memory, or null
+  const float* loss_plus;  // else n losses L(p + eps z_k) and n losses L(p - eps z_k), or null
   const float* loss_minus;
-  float c_value[kMax];       // else these, by value
+  float c_value[kMax];  // else these, by value
 };
 
 template <int kMax>
@@ -142,7 +143,8 @@ struct ZoPerturb {
     template <bool VecP, bool>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars&,
                                const Pass<Args>& pass) {
-      const RandomStream zs = grad::direction_stream(pass.seed, pass.step, t.key, pass.args.direction);
+      const RandomStream zs =
+          grad::direction_stream(pass.seed, pass.step, t.key, pass.args.direction);
       const RandomStream rng = pass.rounding(t.key);
       const float se = fp::mul(pass.args.scale, pass.args.eps);
       float z[N];
@@ -182,7 +184,8 @@ struct ZoPerturb {
   /// 16 random bits per element for stochastically rounding a parameter pass: one Philox call
   /// per 8 elements (element e takes half e & 1 of word (e & 7) / 2 of call e / 8).
   template <int N>
-  ALLOY_HD static void rounding_bits(const RandomStream& rng, std::uint64_t i0, std::uint32_t (&r)[N]) {
+  ALLOY_HD static void rounding_bits(const RandomStream& rng, std::uint64_t i0,
+                                     std::uint32_t (&r)[N]) {
     if constexpr (N % 8 == 0) {
       if ((i0 & 7u) == 0) {
 #if ALLOY_ON_DEVICE
@@ -212,7 +215,8 @@ struct ZoUpdate {
   using S = typename Format::Stored;
   using Scalars = typename Rule::Scalars;
   using Args = ZoUpdateArgs<kMax>;
-  static constexpr bool kRandom = Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
+  static constexpr bool kRandom =
+      Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
   static constexpr int kVec = int(16 / (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S)));
   static constexpr int kUnrollSm90 = kVec == 4 ? 2 : 1;  // bound by arithmetic, as ZoPerturb
   using Perturb = ZoPerturb<D, PT, PR>;
@@ -246,7 +250,8 @@ struct ZoUpdate {
         g[j] = 0.f;
       }
       if constexpr (kMax == 1) {  // MeZO: one direction, every index a constant
-        Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step, t.key, 0), i0, z);
+        Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step, t.key, 0), i0,
+                                        z);
         const float c0 = projected_gradient(a, 0), re = fp::mul(a.restore, a.eps);
 #if ALLOY_ON_DEVICE
 #pragma unroll
@@ -262,7 +267,8 @@ struct ZoUpdate {
 #endif
         for (int k = 0; k < kMax; ++k) {  // unrolled: c_value[k] stays out of local memory
           if (k >= a.directions) break;
-          Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step, t.key, k), i0, z);
+          Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step, t.key, k),
+                                          i0, z);
           const float ck = fp::mul(projected_gradient(a, k), inv_n);
           const float re = k == a.directions - 1 ? fp::mul(a.restore, a.eps) : 0.f;
 #if ALLOY_ON_DEVICE
@@ -275,7 +281,8 @@ struct ZoUpdate {
         }
       }
       if (a.fold) {
-        Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step + 1, t.key, 0), i0, z);
+        Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step + 1, t.key, 0),
+                                        i0, z);
       }
       // Stochastic rounding of the parameter only: 16 packed bits per element; with a
       // stochastic state format, a full call per element (words 0..2: p, m, v).

@@ -47,13 +47,13 @@ struct AdamW {
 
   /// Per-tensor values of one step, computed once per tensor (on the device for CUDA).
   struct Scalars {
-    float step_size;     // lr / (1 - beta1^t)
-    float decay;         // 1 - lr * weight_decay
-    float sqrt_bc2;      // sqrt(1 - beta2^t)
+    float step_size;  // lr / (1 - beta1^t)
+    float decay;      // 1 - lr * weight_decay
+    float sqrt_bc2;   // sqrt(1 - beta2^t)
     float eps;
     float beta1, one_minus_beta1;
     float beta2, one_minus_beta2;
-    float grad_sign;     // -1 when maximizing
+    float grad_sign;  // -1 when maximizing
   };
 
   /// t >= 1. Bias corrections in double, with beta^t by binary exponentiation: the same bits

@@ -51,8 +51,14 @@ struct Sgd {
   };
 
   ALLOY_HD static Scalars scalars(const Hyper& h, std::uint32_t t) {
-    return Scalars{h.lr,          h.weight_decay, h.momentum, fp::sub(1.f, h.dampening),
-                   h.maximize ? -1.f : 1.f, t == 1, h.nesterov, h.momentum != 0.f};
+    return Scalars{h.lr,
+                   h.weight_decay,
+                   h.momentum,
+                   fp::sub(1.f, h.dampening),
+                   h.maximize ? -1.f : 1.f,
+                   t == 1,
+                   h.nesterov,
+                   h.momentum != 0.f};
   }
 
   ALLOY_HD static void update(const Scalars& s, float& p, float g, float (&m)[kMoments]) {

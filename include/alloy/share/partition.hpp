@@ -33,18 +33,22 @@ struct BlockSpec {
 
 inline const char* to_string(BlockSpec::Kind k) {
   switch (k) {
-    case BlockSpec::Kind::elementwise: return "elementwise";
-    case BlockSpec::Kind::rows: return "rows";
-    case BlockSpec::Kind::heads: return "heads";
-    case BlockSpec::Kind::whole: return "whole";
+    case BlockSpec::Kind::elementwise:
+      return "elementwise";
+    case BlockSpec::Kind::rows:
+      return "rows";
+    case BlockSpec::Kind::heads:
+      return "heads";
+    case BlockSpec::Kind::whole:
+      return "whole";
   }
   return "?";
 }
 
 /// The model facts the Adam-mini partition needs, and its one option.
 struct AdamMiniConfig {
-  std::int64_t dim = 0;       // hidden size
-  std::int64_t n_heads = 0;   // attention (query) heads
+  std::int64_t dim = 0;         // hidden size
+  std::int64_t n_heads = 0;     // attention (query) heads
   std::int64_t n_kv_heads = 0;  // key/value heads (GQA); 0: equal to n_heads. Validated only.
   /// Official `wv_names = {}`: one block for the whole value matrix (advised for runs shorter
   /// than 10k-20k steps).
@@ -84,10 +88,12 @@ inline AdamMiniAssignment adam_mini_partition(std::string_view name_in,
                                               const AdamMiniConfig& cfg) {
   std::string name(name_in);
   for (auto& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
-  if (shape.empty()) alloy::detail::fail("adam_mini_partition: tensor '", name_in, "' has no shape");
+  if (shape.empty())
+    alloy::detail::fail("adam_mini_partition: tensor '", name_in, "' has no shape");
   std::uint64_t numel = 1;
   for (auto d : shape) {
-    if (d <= 0) alloy::detail::fail("adam_mini_partition: tensor '", name_in, "' has a dimension ", d);
+    if (d <= 0)
+      alloy::detail::fail("adam_mini_partition: tensor '", name_in, "' has a dimension ", d);
     numel *= std::uint64_t(d);
   }
   const bool wd = !detail::contains_any(name, {"norm", "ln", "bias"});
@@ -95,14 +101,17 @@ inline AdamMiniAssignment adam_mini_partition(std::string_view name_in,
   if (detail::contains_any(name, {"bias"})) return {{K::elementwise, 1}, wd, "bias"};
   if (detail::contains_any(name, {"k_proj", "q_proj", "wq", "wk", "query", "key"})) {
     if (cfg.dim <= 0 || cfg.n_heads <= 0 || cfg.dim % cfg.n_heads)
-      alloy::detail::fail("adam_mini_partition: tensor '", name_in, "' is a query/key matrix, which "
-                          "needs AdamMiniConfig::dim and n_heads (dim a multiple of n_heads); got dim = ",
-                          cfg.dim, ", n_heads = ", cfg.n_heads);
+      alloy::detail::fail(
+          "adam_mini_partition: tensor '", name_in,
+          "' is a query/key matrix, which "
+          "needs AdamMiniConfig::dim and n_heads (dim a multiple of n_heads); got dim = ",
+          cfg.dim, ", n_heads = ", cfg.n_heads);
     const std::int64_t kv = cfg.n_kv_heads ? cfg.n_kv_heads : cfg.n_heads;
     if (kv <= 0 || cfg.n_heads % kv)
       alloy::detail::fail("adam_mini_partition: n_heads = ", cfg.n_heads,
                           " is not a multiple of n_kv_heads = ", kv);
-    const std::uint64_t head = std::uint64_t(cfg.dim) * std::uint64_t(cfg.dim) / std::uint64_t(cfg.n_heads);
+    const std::uint64_t head =
+        std::uint64_t(cfg.dim) * std::uint64_t(cfg.dim) / std::uint64_t(cfg.n_heads);
     if (numel % head)
       alloy::detail::fail("adam_mini_partition: tensor '", name_in, "' has ", numel,
                           " elements, not a multiple of a head's dim * dim / n_heads = ", head);
@@ -111,7 +120,8 @@ inline AdamMiniAssignment adam_mini_partition(std::string_view name_in,
   const char* rule = nullptr;
   if (detail::contains_any(name, {"embed", "embd", "wte"})) rule = "embedding";
   else if (detail::contains_any(name, {"lm_head", "output", "final_layer"})) rule = "output";
-  else if (!cfg.value_whole_tensor && detail::contains_any(name, {"v_proj", "wv", "value"})) rule = "value";
+  else if (!cfg.value_whole_tensor && detail::contains_any(name, {"v_proj", "wv", "value"}))
+    rule = "value";
   else if (detail::contains_any(name, {"feed_forward", "linear", "mlp"})) rule = "mlp";
   else if (detail::contains_any(name, {"o_proj", "wo", "attn.proj"})) rule = "attention output";
   if (rule && shape.size() >= 2) return {{K::rows, numel / std::uint64_t(shape[0])}, wd, rule};

@@ -20,7 +20,9 @@ struct Bf16 {
   using Stored = bf16;
 
   ALLOY_HD static float decode(Stored s) { return to_float(s); }
-  ALLOY_HD static Stored encode(float x, std::uint32_t random) { return round_to<bf16, R>(x, random); }
+  ALLOY_HD static Stored encode(float x, std::uint32_t random) {
+    return round_to<bf16, R>(x, random);
+  }
 };
 
 }  // namespace state
