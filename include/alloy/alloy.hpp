@@ -18,5 +18,6 @@
 #include "share/partition.hpp"
 #include "share/per_parameter.hpp"
 #include "state/bf16.hpp"
+#include "state/quant_map.hpp"
 #include "state/fp32.hpp"
 #include "version.hpp"
