@@ -22,6 +22,21 @@ struct Row {
   bool wd;
   const char* rule;
 };
+
+/// Every row's spec, block count, weight decay and matching rule.
+void check_table(const std::vector<Row>& table, const AdamMiniConfig& cfg) {
+  for (const Row& r : table) {
+    INFO(std::string(r.name));
+    const auto a = alloy::share::adam_mini_partition(r.name, r.shape, cfg);
+    std::uint64_t numel = 1;
+    for (auto d : r.shape) numel *= std::uint64_t(d);
+    CHECK(a.spec.kind == r.kind);
+    CHECK(a.spec.blocks(numel) == r.blocks);
+    CHECK(a.spec.block_size * r.blocks == numel);
+    CHECK(a.weight_decay == r.wd);
+    CHECK(std::string(a.rule) == r.rule);
+  }
+}
 }  // namespace
 
 TEST_CASE("adam-mini partition: Llama-style names (GQA: 32 query heads, 8 key/value heads)") {
@@ -53,17 +68,7 @@ TEST_CASE("adam-mini partition: Llama-style names (GQA: 32 query heads, 8 key/va
       {"output.weight", {128256, 2048}, K::rows, 128256, true, "output"},
       {"tok_embeddings.weight", {128256, 2048}, K::rows, 128256, true, "embedding"},
   };
-  for (const Row& r : table) {
-    INFO(std::string(r.name));
-    const auto a = alloy::share::adam_mini_partition(r.name, r.shape, cfg);
-    std::uint64_t numel = 1;
-    for (auto d : r.shape) numel *= std::uint64_t(d);
-    CHECK(a.spec.kind == r.kind);
-    CHECK(a.spec.blocks(numel) == r.blocks);
-    CHECK(a.spec.block_size * r.blocks == numel);
-    CHECK(a.weight_decay == r.wd);
-    CHECK(std::string(a.rule) == r.rule);
-  }
+  check_table(table, cfg);
   // value_whole_tensor (official wv_names = {}): one block for V.
   const AdamMiniConfig whole_v{2048, 32, 8, true};
   const auto v = alloy::share::adam_mini_partition("model.layers.0.self_attn.v_proj.weight",
@@ -141,16 +146,7 @@ TEST_CASE("adam-mini partition: GPT-2 and BERT names, as the official substring 
        false,
        "output"},
   };
-  for (const Row& r : table) {
-    INFO(std::string(r.name));
-    const auto a = alloy::share::adam_mini_partition(r.name, r.shape, gpt2);
-    std::uint64_t numel = 1;
-    for (auto d : r.shape) numel *= std::uint64_t(d);
-    CHECK(a.spec.kind == r.kind);
-    CHECK(a.spec.blocks(numel) == r.blocks);
-    CHECK(a.weight_decay == r.wd);
-    CHECK(std::string(a.rule) == r.rule);
-  }
+  check_table(table, gpt2);
 }
 
 TEST_CASE("adam-mini partition: errors name the tensor and the rule") {

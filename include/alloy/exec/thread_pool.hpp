@@ -4,9 +4,9 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "../core/macros.hpp"
@@ -32,14 +32,18 @@ class ThreadPool {
 
   unsigned size() const { return unsigned(workers_.size()) + 1; }
 
-  void run(unsigned tasks, const std::function<void(unsigned)>& f) {
+  /// f(i) for i in [0, tasks). No allocation: the callable is passed by address and invoked
+  /// through a function pointer (a step must not allocate, on the host executor too).
+  template <class F>
+  void run(unsigned tasks, F&& f) {
     if (workers_.empty() || tasks <= 1) {
       for (unsigned i = 0; i < tasks; ++i) f(i);
       return;
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      job_ = &f;
+      job_ = const_cast<void*>(static_cast<const void*>(&f));
+      invoke_ = [](void* job, unsigned i) { (*static_cast<std::remove_reference_t<F>*>(job))(i); };
       tasks_ = tasks;
       next_.store(0);
       pending_ = unsigned(workers_.size());
@@ -54,7 +58,7 @@ class ThreadPool {
 
  private:
   void drain() {
-    for (unsigned i; (i = next_.fetch_add(1)) < tasks_;) (*job_)(i);
+    for (unsigned i; (i = next_.fetch_add(1)) < tasks_;) invoke_(job_, i);
   }
   void work() {
     unsigned seen = 0;
@@ -76,7 +80,8 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  const std::function<void(unsigned)>* job_ = nullptr;
+  void* job_ = nullptr;
+  void (*invoke_)(void*, unsigned) = nullptr;
   unsigned tasks_ = 0, pending_ = 0, generation_ = 0;
   std::atomic<unsigned> next_{0};
   bool stop_ = false;
