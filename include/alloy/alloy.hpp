@@ -20,4 +20,5 @@
 #include "state/bf16.hpp"
 #include "state/quant_map.hpp"
 #include "state/fp32.hpp"
+#include "state/int8.hpp"
 #include "version.hpp"

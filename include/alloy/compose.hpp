@@ -3,6 +3,8 @@
 #pragma once
 
 #include <concepts>
+#include <cstdint>
+#include <type_traits>
 #include <string>
 
 #include "core/macros.hpp"
@@ -27,6 +29,19 @@ concept StateFormat = requires {
   { S::kElementwise } -> std::convertible_to<bool>;
   typename S::Stored;
 };
+
+/// A block-quantized state format (state::Int8Blockwise): codes plus one scale per block, with
+/// tables (codebooks) both executors read, and an elementwise format for small tensors.
+template <class S>
+concept BlockStateFormat = requires(const typename S::Tables& t, float x) {
+  { S::kBlock } -> std::convertible_to<int>;
+  typename S::Small;
+  { S::tables() } -> std::convertible_to<const typename S::Tables&>;
+  { S::decode(t, 0, std::uint8_t(0), x) } -> std::same_as<float>;
+  { S::inverse(x) } -> std::same_as<float>;
+  { S::encode(t, 0, x, x) } -> std::same_as<std::uint8_t>;
+  { S::zero_code(0) } -> std::convertible_to<std::uint8_t>;
+} && std::is_same_v<typename S::Stored, std::uint8_t>;
 
 /// A moment-sharing policy (share/).
 template <class S>
@@ -72,7 +87,7 @@ struct CheckComposition {
     else return true;
   }();
   static constexpr bool kElementwiseOk = [] {
-    if constexpr (StateFormat<State>) return bool(State::kElementwise);
+    if constexpr (StateFormat<State>) return bool(State::kElementwise) || BlockStateFormat<State>;
     else return true;
   }();
   static constexpr bool kGradientOk = [] {
@@ -84,8 +99,9 @@ struct CheckComposition {
                 "(Sgd); use share::PerParameter, or a rule with a second moment such as "
                 "rule::AdamW");
   static_assert(kElementwiseOk,
-                "alloy: block-quantized state formats need the block-aware tile of [int8]; "
-                "this executor handles elementwise formats (state::Fp32, state::Bf16)");
+                "alloy: a state format that is not elementwise must be a block-quantized "
+                "format (kBlock, Tables, tables(), decode/inverse/encode on codes, zero_code, "
+                "Small, uint8 codes), as state::Int8Blockwise");
   static_assert(kGradientOk,
                 "alloy: a gradient source that reads no gradient buffer must be zeroth-order "
                 "(kZerothOrder = true, with its passes, as grad::Spsa); use grad::Backprop or "

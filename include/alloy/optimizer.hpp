@@ -22,6 +22,7 @@
 #include "grad/spsa.hpp"
 #include "share/per_parameter.hpp"
 #include "state/fp32.hpp"
+#include "state/int8.hpp"
 
 ALLOY_NAMESPACE_BEGIN
 
@@ -133,13 +134,26 @@ class Optimizer {
                      " (one optimizer steps tensors of one device)");
 
     // Allocate zeroed state (an allocation failure throws before anything is committed).
-    for (Record& r : fresh)
+    const Device where = Exec::kKind == Device::Kind::cuda ? fresh.front().param.device
+                                                           : Device::host();
+    for (Record& r : fresh) {
+      if constexpr (kBlockState) r.small = r.param.numel < options_.min_quantized_numel;
       for (int k = 0; k < r.moments; ++k) {
-        r.state[k] =
-            detail::Buffer(alloc_, r.param.numel * sizeof(Stored),
-                           Exec::kKind == Device::Kind::cuda ? r.param.device : Device::host());
-        backend_.zero(r.state[k].get(), r.state[k].bytes());
+        if (r.small) {  // a block format's small tensor: fp32 state
+          r.state[k] = detail::Buffer(alloc_, r.param.numel * sizeof(float), where);
+          backend_.fill(r.state[k].get(), 0, r.state[k].bytes());
+          continue;
+        }
+        r.state[k] = detail::Buffer(alloc_, r.param.numel * sizeof(Stored), where);
+        if constexpr (kBlockState) {
+          backend_.fill(r.state[k].get(), State::zero_code(k), r.state[k].bytes());
+          r.scale[k] = detail::Buffer(alloc_, blocks_of(r.param.numel) * sizeof(float), where);
+          backend_.fill(r.scale[k].get(), 0, r.scale[k].bytes());
+        } else {
+          backend_.fill(r.state[k].get(), 0, r.state[k].bytes());
+        }
       }
+    }
 
     for (Record& r : fresh) records_.push_back(std::move(r));
     groups_.push_back(GroupInfo{group.name, group.hyper, Rule::moments_used(group.hyper)});
@@ -364,17 +378,56 @@ class Optimizer {
     const Record& r = records_[t];
     std::vector<float> out(r.param.numel, 0.f);
     if (k >= r.moments) return out;
+    if (r.small) {
+      backend_.read_state(out.data(), r.state[k].get(), r.state[k].bytes());
+      return out;
+    }
     std::vector<Stored> raw(r.param.numel);
     backend_.read_state(raw.data(), r.state[k].get(), r.state[k].bytes());
-    for (std::size_t i = 0; i < raw.size(); ++i) out[i] = State::decode(raw[i]);
+    if constexpr (kBlockState) {
+      std::vector<float> absmax(blocks_of(r.param.numel));
+      backend_.read_state(absmax.data(), r.scale[k].get(), r.scale[k].bytes());
+      for (std::size_t i = 0; i < raw.size(); ++i)
+        out[i] = State::decode(State::tables(), k, raw[i], absmax[i / State::kBlock]);
+    } else {
+      for (std::size_t i = 0; i < raw.size(); ++i) out[i] = State::decode(raw[i]);
+    }
     return out;
   }
 
-  /// Bytes of optimizer state: moments of every tensor plus per-tensor step counts.
+  /// Block formats: the stored codes and per-block absmax of moment k of tensor t, copied to the
+  /// host (for tests and checkpoints). Empty for tensors that keep fp32 state (!quantized(t)).
+  struct Quantized {
+    std::vector<std::uint8_t> codes;
+    std::vector<float> absmax;
+  };
+  Quantized quantized_moment(std::size_t t, int k) const
+  requires(!State::kElementwise)
+  {
+    check_index(t);
+    if (k < 0 || k >= kMoments)
+      detail::fail("moment index ", k, " out of range: ", Rule::kName, " has ", kMoments);
+    const Record& r = records_[t];
+    Quantized q;
+    if (r.small || k >= r.moments) return q;
+    q.codes.resize(r.param.numel);
+    q.absmax.resize(blocks_of(r.param.numel));
+    backend_.read_state(q.codes.data(), r.state[k].get(), r.state[k].bytes());
+    backend_.read_state(q.absmax.data(), r.scale[k].get(), r.scale[k].bytes());
+    return q;
+  }
+  /// Whether tensor t's state is quantized (block formats: numel >= min_quantized_numel).
+  bool quantized(std::size_t t) const {
+    check_index(t);
+    return kBlockState && !records_[t].small;
+  }
+
+  /// Bytes of optimizer state: moments (and block scales) of every tensor plus per-tensor step
+  /// counts.
   std::size_t state_bytes() const {
     std::size_t b = backend_.count_bytes();
     for (const Record& r : records_)
-      for (int k = 0; k < r.moments; ++k) b += r.state[k].bytes();
+      for (int k = 0; k < r.moments; ++k) b += r.state[k].bytes() + r.scale[k].bytes();
     return b;
   }
   /// Bytes of metadata: tensor and chunk tables, hyperparameters, per-tensor step scalars.
@@ -391,8 +444,15 @@ class Optimizer {
     std::uint32_t key = 0, group = 0;
     int moments = 0;
     bool frozen = false;
-    detail::Buffer state[kMoments];
+    bool small = false;                // block format, below the size threshold: fp32 state
+    detail::Buffer state[kMoments];    // moment values (block formats: codes)
+    detail::Buffer scale[kMoments];    // block formats: one fp32 absmax per block
   };
+  static constexpr bool kBlockState = !State::kElementwise;
+  static std::uint64_t blocks_of(std::uint64_t numel) {
+    if constexpr (kBlockState) return (numel + State::kBlock - 1) / State::kBlock;
+    else return 0;
+  }
   struct GroupInfo {
     std::string name;
     Hyper hyper;
@@ -550,7 +610,11 @@ class Optimizer {
       exec::TensorEntry& e = entries[i];
       e.param = r.param.data;
       e.grad = r.grad.data;
-      for (int k = 0; k < 2; ++k) e.state[k] = k < r.moments ? r.state[k].get() : nullptr;
+      e.state[0] = e.state[1] = e.scale[0] = e.scale[1] = nullptr;
+      for (int k = 0; k < kMoments && k < r.moments; ++k) {
+        e.state[k] = r.state[k].get();
+        e.scale[k] = r.scale[k].get();
+      }
       e.numel = r.param.numel;
       e.key = r.key;
       e.group = r.group;
@@ -559,6 +623,7 @@ class Optimizer {
       if (options_.no_decay)
         for (const auto& pat : *options_.no_decay)
           if (!pat.empty() && r.name.find(pat) != std::string::npos) e.flags |= exec::kNoDecay;
+      if (r.small) e.flags |= exec::kSmallState;
       if (reinterpret_cast<std::uintptr_t>(r.param.data) % 16 == 0)
         e.flags |= exec::kParamAligned16;
       if (reinterpret_cast<std::uintptr_t>(r.grad.data) % 16 == 0) e.flags |= exec::kGradAligned16;

@@ -14,7 +14,7 @@ struct SharesSecondMoment {
   static constexpr bool kIsSharePolicy = true;
   static constexpr bool kSharesSecondMoment = true;
 };
-/// A block-quantized state format (not elementwise), complete otherwise.
+/// A state format that is not elementwise but lacks the block interface.
 struct BlockState {
   static constexpr bool kElementwise = false;
   static constexpr bool kRandom = false;
@@ -34,6 +34,7 @@ struct ZerothOrder {
 // Valid compositions, including the test-local second-moment sharing with a rule that has one.
 alloy::Optimizer<alloy::rule::AdamW> a;
 alloy::Optimizer<alloy::rule::Sgd, alloy::state::Bf16<alloy::Rounding::stochastic>> b;
+alloy::Optimizer<alloy::rule::AdamW, alloy::state::Int8Blockwise<>> d;
 alloy::Optimizer<alloy::rule::AdamW, alloy::state::Fp32, test_local::SharesSecondMoment> c;
 #elif CASE == 1
 // 1st slot: a state format where the rule belongs.
@@ -53,7 +54,7 @@ alloy::Optimizer<alloy::rule::AdamW, alloy::state::Fp32, alloy::share::PerParame
 // Second-moment sharing with a rule that keeps no second moment.
 alloy::Optimizer<alloy::rule::Sgd, alloy::state::Fp32, test_local::SharesSecondMoment> x;
 #elif CASE == 6
-// A block-quantized state format on an elementwise executor.
+// A non-elementwise state format without the block-quantized interface.
 alloy::Optimizer<alloy::rule::AdamW, test_local::BlockState> x;
 #elif CASE == 7
 // A gradient source that reads no gradient and has no zeroth-order passes.

@@ -30,6 +30,14 @@ ALLOY_HD float mul(float a, float b) { return a * b; }
 ALLOY_HD float div(float a, float b) { return a / b; }
 ALLOY_HD float sqrt(float a) { return std::sqrt(a); }
 #endif
+/// Exact on every target: |a| and the larger of two values (a NaN operand yields the other).
+#if ALLOY_ON_DEVICE
+ALLOY_HD float abs(float a) { return fabsf(a); }
+ALLOY_HD float max(float a, float b) { return fmaxf(a, b); }
+#else
+ALLOY_HD float abs(float a) { return std::fabs(a); }
+ALLOY_HD float max(float a, float b) { return std::fmax(a, b); }
+#endif
 
 /// beta^t for an integer t >= 0 by binary exponentiation in double: the same sequence of
 /// correctly rounded double multiplies on host and device, so bias corrections agree bitwise.

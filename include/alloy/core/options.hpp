@@ -31,6 +31,9 @@ struct Options {
   /// sources that read gradients (as torch), MeZO's {"bias", "layer_norm", "layernorm"} for
   /// zeroth-order ones (grad::Spsa).
   std::optional<std::vector<std::string>> no_decay;
+  /// Block-quantized state formats (state::Int8Blockwise): tensors with fewer elements keep
+  /// fp32 state (as bitsandbytes' min_8bit_size; judged on the whole tensor).
+  std::uint64_t min_quantized_numel = 4096;
   /// Zeroth-order (grad::Spsa): perturbation size eps and directions per step (1 .. 8).
   float zo_eps = 1e-3f;
   unsigned zo_directions = 1;

@@ -85,6 +85,9 @@ struct Tuning {
 #ifndef ALLOY_SM90_UNROLL_8
 #define ALLOY_SM90_UNROLL_8 2
 #endif
+#ifndef ALLOY_SM90_UNROLL_16
+#define ALLOY_SM90_UNROLL_16 1
+#endif
 
 /// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows
 /// (bench/results/tune_sm90.txt, docs/benchmarks.md): 256 threads; tiles of 4 elements (all
@@ -95,9 +98,13 @@ struct Tuning {
 template <class E>
 constexpr Tuning tuning_sm90() {
   if constexpr (requires { E::kUnrollSm90; }) return Tuning{ALLOY_SM90_THREADS, E::kUnrollSm90};
-  return E::kVec == 4 ? Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_4}
-                      : Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_8};
+  if constexpr (E::kVec == 4) return Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_4};
+  if constexpr (E::kVec == 8) return Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_8};
+  return Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_16};
 }
+
+template <class E>
+inline constexpr Tuning kTuningSm90 = tuning_sm90<E>();
 
 template <class E, class RuleScalars>
 struct StepParams {
@@ -110,6 +117,7 @@ struct StepParams {
   std::uint64_t seed;
   std::uint8_t rounding_purpose;
   typename E::Args args;
+  const void* tables;  // the state format's tables in device memory (block formats), else null
 };
 
 /// Elements [begin, end) of one tensor by one block: 16-byte tiles in the body (begin is a
@@ -139,23 +147,82 @@ __device__ __forceinline__ void step_range(const TensorEntry& t, const typename 
     scalar_range<E>(t, tail + threadIdx.x, tail + threadIdx.x + 1, s, pass);
 }
 
+/// Block formats: elements [begin, end) of one tensor in tiles of N, L = Block / N consecutive
+/// lanes per quantization block (begin is a multiple of the block). The tensor's last block may
+/// be partial: its tiles load what exists, and every lane of the group still joins the absmax.
+template <class E, int kThreads, int kUnroll, bool VP, bool VG>
+__device__ __forceinline__ void block_range(const TensorEntry& t, const typename E::Scalars& s,
+                                            const Pass<typename E::Args>& pass,
+                                            std::uint64_t begin, std::uint64_t end) {
+  constexpr int N = E::kVec, B = E::State::kBlock, L = B / N;
+  static_assert(B % N == 0 && kThreads % L == 0);
+  using Tile = typename E::template Tile<N>;
+  const std::uint64_t slots = (end - begin + B - 1) / B * L;  // whole blocks, lanes uniform
+  for (std::uint64_t v0 = threadIdx.x; v0 < slots; v0 += std::uint64_t(kThreads) * kUnroll) {
+    Tile tile[kUnroll];
+    int valid[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const std::uint64_t v = v0 + std::uint64_t(u) * kThreads, i0 = begin + v * N;
+      valid[u] = i0 >= end ? 0 : end - i0 >= N ? N : int(end - i0);
+      if (v < slots) tile[u].template load<VP, VG, true>(t, i0, valid[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const std::uint64_t v = v0 + std::uint64_t(u) * kThreads;
+      if (v < slots)
+        tile[u].template update_store<VP, true, LaneGroup<L>>(t, begin + v * N, s, pass, valid[u]);
+    }
+  }
+}
+
+/// One tensor range by E's tiles, with vector loads where its pointers allow.
+template <class E, int kThreads, int kUnroll>
+__device__ __forceinline__ void tensor_range(const TensorEntry& t, const typename E::Scalars& s,
+                                             const Pass<typename E::Args>& pass,
+                                             std::uint64_t begin, std::uint64_t end) {
+  const bool vp = t.flags & kParamAligned16, vg = t.flags & kGradAligned16;
+  const auto go = [&]<bool VP, bool VG>() {
+    if constexpr (kBlockKind<E>) block_range<E, kThreads, kUnroll, VP, VG>(t, s, pass, begin, end);
+    else step_range<E, kThreads, kUnroll, VP, VG>(t, s, pass, begin, end);
+  };
+  if (vp && vg) go.template operator()<true, true>();
+  else if (vp) go.template operator()<true, false>();
+  else if (vg) go.template operator()<false, true>();
+  else go.template operator()<false, false>();
+}
+
 /// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
+/// Block formats stage their tables in shared memory first, and run tensors below the size
+/// threshold (kSmallState) with E::Small in the same launch.
 template <class E, class RuleScalars, int kThreads, int kUnroll>
 __global__ void __launch_bounds__(kThreads)
     step_kernel(const __grid_constant__ StepParams<E, RuleScalars> prm) {
-  const Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset,
-                                    prm.rounding_purpose, prm.args};
+  Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset,
+                              prm.rounding_purpose, prm.args};
+  if constexpr (kBlockKind<E>) {
+    using Tables = typename E::State::Tables;
+    static_assert(sizeof(Tables) % 16 == 0);
+    __shared__ Tables tables;
+    for (unsigned i = threadIdx.x; i < sizeof(Tables) / 16; i += kThreads)
+      reinterpret_cast<uint4*>(&tables)[i] = static_cast<const uint4*>(prm.tables)[i];
+    __syncthreads();
+    pass.tables = &tables;
+  }
   const std::uint32_t first = prm.worker_begin[blockIdx.x], last = prm.worker_begin[blockIdx.x + 1];
   for (std::uint32_t c = first; c < last; ++c) {
     const Chunk ch = prm.chunks[c];
     const TensorEntry t = prm.entries[ch.tensor];
     typename E::Scalars s{};
     if constexpr (std::is_same_v<typename E::Scalars, RuleScalars>) s = prm.scalars[ch.tensor];
-    const bool vp = t.flags & kParamAligned16, vg = t.flags & kGradAligned16;
-    if (vp && vg) step_range<E, kThreads, kUnroll, true, true>(t, s, pass, ch.begin, ch.end);
-    else if (vp) step_range<E, kThreads, kUnroll, true, false>(t, s, pass, ch.begin, ch.end);
-    else if (vg) step_range<E, kThreads, kUnroll, false, true>(t, s, pass, ch.begin, ch.end);
-    else step_range<E, kThreads, kUnroll, false, false>(t, s, pass, ch.begin, ch.end);
+    if constexpr (kBlockKind<E>) {
+      if (t.flags & kSmallState) {
+        using Small = typename E::Small;
+        tensor_range<Small, kThreads, kTuningSm90<Small>.unroll>(t, s, pass, ch.begin, ch.end);
+        continue;
+      }
+    }
+    tensor_range<E, kThreads, kUnroll>(t, s, pass, ch.begin, ch.end);
   }
 }
 
@@ -215,9 +282,9 @@ class Cuda::Backend {
                    " but its pointer is on cuda:", a.device);
   }
 
-  void zero(void* p, std::size_t bytes) const {
+  void fill(void* p, int byte, std::size_t bytes) const {
     cuda_detail::DeviceGuard guard(device_);
-    ALLOY_CUDA_CHECK(cudaMemset(p, 0, bytes));
+    ALLOY_CUDA_CHECK(cudaMemset(p, byte, bytes));
   }
 
   void rebuild(const std::vector<TensorEntry>& entries, const std::vector<Hyper>& hypers) {
@@ -253,6 +320,10 @@ class Cuda::Backend {
       ALLOY_CUDA_CHECK(cudaMemcpy(next.global_step.get(), tables_.global_step.get(),
                                   sizeof(std::uint32_t), cudaMemcpyDeviceToDevice));
     else ALLOY_CUDA_CHECK(cudaMemset(next.global_step.get(), 0, sizeof(std::uint32_t)));
+    if constexpr (!Format::kElementwise) {
+      if (tables_.format_tables.bytes()) next.format_tables = std::move(tables_.format_tables);
+      else next.format_tables = upload(std::vector<typename Format::Tables>{Format::tables()}, dev);
+    }
 
     // One launch group per dtype pair; its grid is one full wave of its kernel.
     for (const auto& [p, g] : dtype_pairs(entries)) {
@@ -343,7 +414,8 @@ class Cuda::Backend {
                                    advance ? 0u : 1u,
                                    seed_,
                                    rounding_purpose,
-                                   args};
+                                   args,
+                                   tables_.format_tables.get()};
         step_kernel<E, Scalars, tune.threads, tune.unroll>
             <<<l.blocks, tune.threads, 0, stream>>>(prm);
         ALLOY_CUDA_CHECK(cudaGetLastError());
@@ -377,7 +449,7 @@ class Cuda::Backend {
   std::size_t count_bytes() const { return tables_.counts.bytes(); }
   std::size_t overhead_bytes() const {
     std::size_t b = tables_.entries.bytes() + tables_.hypers.bytes() + tables_.scalars.bytes() +
-                    tables_.global_step.bytes();
+                    tables_.global_step.bytes() + tables_.format_tables.bytes();
     for (const auto& l : tables_.launches) b += l.chunks.bytes() + l.worker_begin.bytes();
     return b;
   }
@@ -398,6 +470,7 @@ class Cuda::Backend {
   using PrimaryKind = typename Grad::template UpdateKind<Rule, Format>;
   struct Tables {
     detail::Buffer entries, hypers, scalars, counts, global_step;
+    detail::Buffer format_tables;  // block formats: their tables (codebooks), else empty
     std::vector<Launch> launches;
   };
 

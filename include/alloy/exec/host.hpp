@@ -46,7 +46,7 @@ class Host::Backend {
 
   static void check_view(const TensorView&, const std::string&) {}
   static void prepare_rebuild(Stream) {}
-  static void zero(void* p, std::size_t bytes) { std::memset(p, 0, bytes); }
+  static void fill(void* p, int byte, std::size_t bytes) { std::memset(p, byte, bytes); }
 
   /// New tables; step counts of tensors that existed before are kept.
   void rebuild(const std::vector<TensorEntry>& entries, const std::vector<Hyper>& hypers) {
@@ -76,11 +76,17 @@ class Host::Backend {
                                       ++counts_[t]);
     }
     const Pass<Args> pass{seed_, std::uint32_t(global_step_ + (advance ? 0 : 1)), rounding_purpose,
-                          args};
+                          args, tables()};
     for (const GroupPlan& plan : plans_)
       dispatch_dtypes(plan.param, plan.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
         run_group<typename Kind::template type<PT, GT, PR>>(plan, pass);
       });
+  }
+
+  /// The state format's tables (block formats), else null.
+  static const void* tables() {
+    if constexpr (Format::kElementwise) return nullptr;
+    else return &Format::tables();
   }
 
   std::uint32_t step_count(std::size_t t) const { return counts_[t]; }
@@ -108,15 +114,39 @@ class Host::Backend {
         const TensorEntry& t = entries_[ch.tensor];
         typename E::Scalars s{};
         if constexpr (std::is_same_v<typename E::Scalars, Scalars>) s = scalars_[ch.tensor];
-        std::uint64_t i = ch.begin;  // a multiple of kChunkAlign, hence of kTile
-        for (; i + kTile <= ch.end; i += kTile) {
-          typename E::template Tile<kTile> tile;
-          tile.template load<false, false, false>(t, i);
-          tile.template update_store<false, false>(t, i, s, pass);
+        if constexpr (kBlockKind<E>) {
+          if (t.flags & kSmallState) elementwise_range<typename E::Small>(t, ch, s, pass);
+          else block_range<E>(t, ch, s, pass);
+        } else {
+          elementwise_range<E>(t, ch, s, pass);
         }
-        scalar_range<E>(t, i, ch.end, s, pass);
       }
     });
+  }
+
+  template <class E>
+  static void elementwise_range(const TensorEntry& t, const Chunk& ch,
+                                const typename E::Scalars& s, const Pass<typename E::Args>& pass) {
+    std::uint64_t i = ch.begin;  // a multiple of kChunkAlign, hence of kTile
+    for (; i + kTile <= ch.end; i += kTile) {
+      typename E::template Tile<kTile> tile;
+      tile.template load<false, false, false>(t, i);
+      tile.template update_store<false, false>(t, i, s, pass);
+    }
+    scalar_range<E>(t, i, ch.end, s, pass);
+  }
+
+  /// Block formats: one tile per quantization block (chunks start on block boundaries).
+  template <class E>
+  static void block_range(const TensorEntry& t, const Chunk& ch, const typename E::Scalars& s,
+                          const Pass<typename E::Args>& pass) {
+    constexpr int B = E::State::kBlock;
+    for (std::uint64_t i = ch.begin; i < ch.end; i += B) {
+      const int valid = int(std::min<std::uint64_t>(B, ch.end - i));
+      typename E::template Tile<B> tile;
+      tile.template load<false, false, false>(t, i, valid);
+      tile.template update_store<false, false, Solo>(t, i, s, pass, valid);
+    }
   }
 
   std::uint64_t seed_;

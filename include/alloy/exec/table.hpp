@@ -15,6 +15,7 @@ enum : std::uint32_t {
   kParamAligned16 = 2u,  // param pointer is 16-byte aligned: vector loads in the body
   kGradAligned16 = 4u,   // gradient pointer is 16-byte aligned
   kNoDecay = 8u,         // the group's weight decay does not apply (Options::no_decay names)
+  kSmallState = 16u,     // block format, tensor below the size threshold: fp32 state instead
 };
 
 /// The hyperparameters a tensor steps with: its group's, without weight decay when masked.
@@ -30,6 +31,7 @@ struct TensorEntry {
   void* param;
   const void* grad;
   void* state[2];
+  void* scale[2];  // block formats: one fp32 absmax per block of each moment, else null
   std::uint64_t numel;
   std::uint32_t key;    // stable RNG key
   std::uint32_t group;  // hyperparameter group

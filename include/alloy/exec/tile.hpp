@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "../core/dtype.hpp"
+#include "../core/fpmath.hpp"
 #include "../core/philox.hpp"
 #include "table.hpp"
 
@@ -20,20 +21,45 @@ namespace exec {
 #endif
 
 namespace io {
-/// N consecutive elements from src. `Vector`: src is 16-byte aligned and N * sizeof(T) is a
-/// multiple of 16, so the device issues 16-byte loads.
+/// The widest access (16, 8 or 4 bytes) that divides an array of N T's; 0 if none does.
+template <class T, int N>
+inline constexpr int kAccess = (N * sizeof(T)) % 16 == 0  ? 16
+                               : (N * sizeof(T)) % 8 == 0 ? 8
+                               : (N * sizeof(T)) % 4 == 0 ? 4
+                                                          : 0;
+#if ALLOY_DEVICE_COMPILE
+template <int Bytes>
+struct Word;
+template <>
+struct Word<16> {
+  using type = uint4;
+};
+template <>
+struct Word<8> {
+  using type = uint2;
+};
+template <>
+struct Word<4> {
+  using type = unsigned;
+};
+#endif
+
+/// N consecutive elements from src. `Vector`: src is aligned to kAccess<T, N> bytes (16-byte
+/// aligned pointers and i0 % N == 0 guarantee it), so the device issues vector accesses.
 template <bool Vector, class T, int N>
 ALLOY_HD void load(const T* ALLOY_RESTRICT src, T (&dst)[N]) {
 #if ALLOY_ON_DEVICE
-  if constexpr (Vector && (N * sizeof(T)) % 16 == 0) {
+  constexpr int A = kAccess<T, N>;
+  if constexpr (Vector && A != 0) {
+    using W = typename Word<A>::type;
 #pragma unroll
-    for (int v = 0; v < int(N * sizeof(T) / 16); ++v) {
+    for (int v = 0; v < int(N * sizeof(T) / A); ++v) {
 #if ALLOY_STREAMING_CACHE_HINTS
-      const uint4 x = __ldcs(reinterpret_cast<const uint4*>(src) + v);
+      const W x = __ldcs(reinterpret_cast<const W*>(src) + v);
 #else
-      const uint4 x = reinterpret_cast<const uint4*>(src)[v];
+      const W x = reinterpret_cast<const W*>(src)[v];
 #endif
-      std::memcpy(&dst[v * 16 / sizeof(T)], &x, 16);
+      std::memcpy(&dst[v * A / sizeof(T)], &x, A);
     }
   } else {
 #pragma unroll
@@ -47,15 +73,17 @@ ALLOY_HD void load(const T* ALLOY_RESTRICT src, T (&dst)[N]) {
 template <bool Vector, class T, int N>
 ALLOY_HD void store(T* ALLOY_RESTRICT dst, const T (&src)[N]) {
 #if ALLOY_ON_DEVICE
-  if constexpr (Vector && (N * sizeof(T)) % 16 == 0) {
+  constexpr int A = kAccess<T, N>;
+  if constexpr (Vector && A != 0) {
+    using W = typename Word<A>::type;
 #pragma unroll
-    for (int v = 0; v < int(N * sizeof(T) / 16); ++v) {
-      uint4 x;
-      std::memcpy(&x, &src[v * 16 / sizeof(T)], 16);
+    for (int v = 0; v < int(N * sizeof(T) / A); ++v) {
+      W x;
+      std::memcpy(&x, &src[v * A / sizeof(T)], A);
 #if ALLOY_STREAMING_CACHE_HINTS
-      __stcs(reinterpret_cast<uint4*>(dst) + v, x);
+      __stcs(reinterpret_cast<W*>(dst) + v, x);
 #else
-      reinterpret_cast<uint4*>(dst)[v] = x;
+      reinterpret_cast<W*>(dst)[v] = x;
 #endif
     }
   } else {
@@ -66,7 +94,46 @@ ALLOY_HD void store(T* ALLOY_RESTRICT dst, const T (&src)[N]) {
   for (int j = 0; j < N; ++j) dst[j] = src[j];
 #endif
 }
+
+/// The first `valid` of N elements (the rest of dst zero): a tile cut by a tensor's end.
+template <class T, int N>
+ALLOY_HD void load_n(const T* ALLOY_RESTRICT src, T (&dst)[N], int valid) {
+  for (int j = 0; j < N; ++j) dst[j] = j < valid ? src[j] : T{};
+}
+template <class T, int N>
+ALLOY_HD void store_n(T* ALLOY_RESTRICT dst, const T (&src)[N], int valid) {
+  for (int j = 0; j < N; ++j)
+    if (j < valid) dst[j] = src[j];
+}
 }  // namespace io
+
+/// The threads that share one quantization block, for the block absmax: one thread owning the
+/// whole block (host executor), or L consecutive lanes of a warp (CUDA executor).
+struct Solo {
+  ALLOY_HD static float max(float x) { return x; }
+};
+#if ALLOY_DEVICE_COMPILE
+template <int L>
+struct LaneGroup {
+  static_assert(L >= 1 && L <= 32 && (L & (L - 1)) == 0);
+  __device__ static float max(float x) {
+    if constexpr (L > 1) {
+      const unsigned lane = threadIdx.x & 31u;
+      const unsigned mask =
+          L == 32 ? 0xffffffffu : ((1u << L) - 1u) << (lane & ~unsigned(L - 1));
+#pragma unroll
+      for (int o = L / 2; o > 0; o /= 2) x = fmaxf(x, __shfl_xor_sync(mask, x, o));
+    }
+    return x;
+  }
+};
+#endif
+
+/// Tile width (elements per CUDA thread) of block-quantized formats: 8 or 16; bench/tune.sh
+/// sweeps it.
+#ifndef ALLOY_BLOCK_TILE
+#define ALLOY_BLOCK_TILE 16
+#endif
 
 /// Per-launch values every element of a pass sees: the seed and global step that key its random
 /// streams, which purpose its stochastic rounding draws from, and the pass's own arguments.
@@ -76,6 +143,7 @@ struct Pass {
   std::uint32_t step;
   std::uint8_t rounding_purpose;
   Args args;
+  const void* tables = nullptr;  // the state format's tables (block formats), else null
 
   ALLOY_HD RandomStream rounding(std::uint32_t key) const {
     return RandomStream{std::uint32_t(seed), std::uint32_t(seed >> 32), key, step,
@@ -84,6 +152,113 @@ struct Pass {
 };
 
 struct NoArgs {};
+
+/// The format a block format falls back to for small tensors (elementwise formats: themselves).
+template <class Format>
+struct SmallFormat {
+  using type = Format;
+};
+template <class Format>
+requires(!Format::kElementwise)
+struct SmallFormat<Format> {
+  using type = typename Format::Small;
+};
+
+/// The moments of a tile of N elements as the state format stores them. Elementwise formats:
+/// each element's stored value on its own. Block formats (Int8Blockwise): codes plus the
+/// block's absmax; new values are collected, then re-quantized together against the new absmax
+/// of their block (store()). A tile never straddles a block: N divides Block, or Block divides N.
+template <class Format, int K, int N, bool Elementwise = Format::kElementwise>
+struct Moments {
+  using S = typename Format::Stored;
+  S m[K > 0 ? K : 1][N];
+
+  template <bool Vec>
+  ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid) {
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+    for (int k = 0; k < K; ++k)
+      if (k < int(t.moments)) {
+        const S* src = static_cast<const S*>(t.state[k]) + i0;
+        if (valid == N) io::load<Vec>(src, m[k]);
+        else io::load_n(src, m[k], valid);
+      }
+  }
+  ALLOY_HD float get(int k, int j, const void*) const { return Format::decode(m[k][j]); }
+  ALLOY_HD void put(int k, int j, float x, std::uint32_t random) {
+    m[k][j] = Format::encode(x, random);
+  }
+  template <bool Vec, class Group>
+  ALLOY_HD void store(const TensorEntry& t, std::uint64_t i0, const void*, int valid) {
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+    for (int k = 0; k < K; ++k)
+      if (k < int(t.moments)) {
+        S* dst = static_cast<S*>(t.state[k]) + i0;
+        if (valid == N) io::store<Vec>(dst, m[k]);
+        else io::store_n(dst, m[k], valid);
+      }
+  }
+};
+
+template <class Format, int K, int N>
+struct Moments<Format, K, N, false> {
+  static constexpr int B = Format::kBlock;
+  static_assert(B % N == 0 || N % B == 0, "a tile must not straddle a quantization block");
+  using Tables = typename Format::Tables;
+  std::uint8_t q[K > 0 ? K : 1][N];
+  float x[K > 0 ? K : 1][N];
+  float absmax[K > 0 ? K : 1];  // of the block of element i0 (N <= B) when loaded
+
+  template <bool Vec>
+  ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid) {
+    static_assert(N <= B, "load one block at a time");
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+    for (int k = 0; k < K; ++k)
+      if (k < int(t.moments)) {
+        const std::uint8_t* src = static_cast<const std::uint8_t*>(t.state[k]) + i0;
+        if (valid == N) io::load<Vec>(src, q[k]);
+        else io::load_n(src, q[k], valid);
+        absmax[k] = static_cast<const float*>(t.scale[k])[i0 / B];
+      }
+  }
+  ALLOY_HD float get(int k, int j, const void* tables) const {
+    return Format::decode(*static_cast<const Tables*>(tables), k, q[k][j], absmax[k]);
+  }
+  ALLOY_HD void put(int k, int j, float v, std::uint32_t) { x[k][j] = v; }
+  /// New absmax of the block (max |x| over its valid elements and the Group's threads), codes
+  /// against it, and the absmax stored by the thread holding the block's first element.
+  template <bool Vec, class Group>
+  ALLOY_HD void store(const TensorEntry& t, std::uint64_t i0, const void* tables, int valid) {
+    const Tables& tab = *static_cast<const Tables*>(tables);
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+    for (int k = 0; k < K; ++k)
+      if (k < int(t.moments)) {
+        float a = 0.f;
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+        for (int j = 0; j < N; ++j)
+          if (j < valid) a = fp::max(a, fp::abs(x[k][j]));
+        a = Group::max(a);
+        const float inv = Format::inverse(a);
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+        for (int j = 0; j < N; ++j) q[k][j] = Format::encode(tab, k, x[k][j], inv);
+        std::uint8_t* dst = static_cast<std::uint8_t*>(t.state[k]) + i0;
+        if (valid == N) io::store<Vec>(dst, q[k]);
+        else io::store_n(dst, q[k], valid);
+        if (i0 % B == 0) static_cast<float*>(t.scale[k])[i0 / B] = a;
+      }
+  }
+};
 
 /// The element math of one composition for one (param dtype, grad dtype, param rounding), with
 /// the gradient read from the gradient tensor (grad::Backprop).
@@ -95,37 +270,44 @@ struct ElementStep {
   using Args = NoArgs;
   static constexpr bool kRandom =
       Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
+  /// Block formats: tiles of one block group share an absmax; tensors below the size threshold
+  /// run `Small` (the same math with the format's small-tensor format).
+  static constexpr bool kBlockState = !Format::kElementwise;
+  using State = Format;
+  using Small = ElementStep<Rule, typename SmallFormat<Format>::type, PT, GT, PR>;
 
   /// Tile width of the CUDA executor: 16 bytes of the narrowest stored type, so that every
   /// array of the tile (parameter, gradient, each moment) moves in whole 16-byte vectors.
   static constexpr std::size_t kNarrowest = sizeof(PT) < sizeof(GT)
                                                 ? (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S))
                                                 : (sizeof(GT) < sizeof(S) ? sizeof(GT) : sizeof(S));
-  static constexpr int kVec = int(16 / kNarrowest);
+  static constexpr int kVec = kBlockState ? ALLOY_BLOCK_TILE : int(16 / kNarrowest);
 
-  /// A tile of N consecutive elements starting at index i0 of one tensor.
+  /// A tile of N consecutive elements starting at index i0 of one tensor; `valid` < N when the
+  /// tensor ends inside it (block formats only: elementwise tails go through scalar_range).
   template <int N>
   struct Tile {
     PT p[N];
     GT g[N];
-    S m[K > 0 ? K : 1][N];
+    Moments<Format, K, N> m;
 
     /// VecP / VecG: param / gradient of this tensor are 16-byte aligned (and i0 % N == 0).
     /// State is allocated 256-byte aligned, so it is vector-loaded whenever i0 % N == 0.
     template <bool VecP, bool VecG, bool VecS>
-    ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0) {
-      io::load<VecP>(static_cast<const PT*>(t.param) + i0, p);
-      io::load<VecG>(static_cast<const GT*>(t.grad) + i0, g);
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-      for (int k = 0; k < K; ++k)
-        if (k < int(t.moments)) io::load<VecS>(static_cast<const S*>(t.state[k]) + i0, m[k]);
+    ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid = N) {
+      if (valid == N) {
+        io::load<VecP>(static_cast<const PT*>(t.param) + i0, p);
+        io::load<VecG>(static_cast<const GT*>(t.grad) + i0, g);
+      } else {
+        io::load_n(static_cast<const PT*>(t.param) + i0, p, valid);
+        io::load_n(static_cast<const GT*>(t.grad) + i0, g, valid);
+      }
+      m.template load<VecS>(t, i0, valid);
     }
 
-    template <bool VecP, bool VecS>
+    template <bool VecP, bool VecS, class Group = Solo>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
-                               const Pass<Args>& pass) {
+                               const Pass<Args>& pass, int valid = N) {
       const RandomStream rng = pass.rounding(t.key);
 #if ALLOY_ON_DEVICE
 #pragma unroll
@@ -133,19 +315,16 @@ struct ElementStep {
       for (int j = 0; j < N; ++j) {
         float pj = to_float(p[j]);
         float mj[K > 0 ? K : 1];
-        for (int k = 0; k < K; ++k) mj[k] = k < int(t.moments) ? Format::decode(m[k][j]) : 0.f;
+        for (int k = 0; k < K; ++k) mj[k] = k < int(t.moments) ? m.get(k, j, pass.tables) : 0.f;
         Rule::update(s, pj, to_float(g[j]), mj);
         Philox4x32 r{{0, 0, 0, 0}};
         if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
         p[j] = round_to<PT, PR>(pj, r.v[0]);
-        for (int k = 0; k < K; ++k) m[k][j] = Format::encode(mj[k], r.v[1 + k]);
+        for (int k = 0; k < K; ++k) m.put(k, j, mj[k], r.v[1 + k]);
       }
-      io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-      for (int k = 0; k < K; ++k)
-        if (k < int(t.moments)) io::store<VecS>(static_cast<S*>(t.state[k]) + i0, m[k]);
+      if (valid == N) io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
+      else io::store_n(static_cast<PT*>(t.param) + i0, p, valid);
+      m.template store<VecS, Group>(t, i0, pass.tables, valid);
     }
   };
 };
@@ -161,6 +340,13 @@ ALLOY_HD void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint6
     tile.template update_store<false, false>(t, i, s, pass);
   }
 }
+
+/// Whether element kind E keeps block-quantized state (then E::State::kBlock, E::Small exist).
+template <class E>
+inline constexpr bool kBlockKind = false;
+template <class E>
+requires(bool(E::kBlockState))
+inline constexpr bool kBlockKind<E> = true;
 
 /// Names ElementStep for the executors: Kind<Rule, Format>::type<PT, GT, PR>.
 template <class Rule, class Format>

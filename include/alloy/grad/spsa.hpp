@@ -217,28 +217,30 @@ struct ZoUpdate {
   using Args = ZoUpdateArgs<kMax>;
   static constexpr bool kRandom =
       Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
-  static constexpr int kVec = int(16 / (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S)));
+  static constexpr bool kBlockState = !Format::kElementwise;
+  static constexpr int kVec =
+      kBlockState ? ALLOY_BLOCK_TILE : int(16 / (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S)));
   static constexpr int kUnrollSm90 = kVec == 4 ? 2 : 1;  // bound by arithmetic, as ZoPerturb
   using Perturb = ZoPerturb<D, PT, PR>;
+
+  using State = Format;
+  using Small = ZoUpdate<Rule, typename SmallFormat<Format>::type, D, kMax, PT, PR>;
 
   template <int N>
   struct Tile {
     PT p[N];
-    S m[K > 0 ? K : 1][N];
+    Moments<Format, K, N> m;
 
     template <bool VecP, bool, bool VecS>
-    ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0) {
-      io::load<VecP>(static_cast<const PT*>(t.param) + i0, p);
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-      for (int k = 0; k < K; ++k)
-        if (k < int(t.moments)) io::load<VecS>(static_cast<const S*>(t.state[k]) + i0, m[k]);
+    ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid = N) {
+      if (valid == N) io::load<VecP>(static_cast<const PT*>(t.param) + i0, p);
+      else io::load_n(static_cast<const PT*>(t.param) + i0, p, valid);
+      m.template load<VecS>(t, i0, valid);
     }
 
-    template <bool VecP, bool VecS>
+    template <bool VecP, bool VecS, class Group = Solo>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
-                               const Pass<Args>& pass) {
+                               const Pass<Args>& pass, int valid = N) {
       const Args& a = pass.args;
       const RandomStream rng = pass.rounding(t.key);
       float pj[N], g[N], z[N];
@@ -293,20 +295,17 @@ struct ZoUpdate {
 #endif
       for (int j = 0; j < N; ++j) {
         float mj[K > 0 ? K : 1];
-        for (int k = 0; k < K; ++k) mj[k] = k < int(t.moments) ? Format::decode(m[k][j]) : 0.f;
+        for (int k = 0; k < K; ++k) mj[k] = k < int(t.moments) ? m.get(k, j, pass.tables) : 0.f;
         Rule::update(s, pj[j], g[j], mj);
         if (a.fold) pj[j] = fp::add(pj[j], fp::mul(a.eps, z[j]));
         Philox4x32 r{{pr[j], 0, 0, 0}};
         if constexpr (Format::kRandom) r = rng.at(i0 + std::uint64_t(j));
         p[j] = round_to<PT, PR>(pj[j], r.v[0]);
-        for (int k = 0; k < K; ++k) m[k][j] = Format::encode(mj[k], r.v[1 + k]);
+        for (int k = 0; k < K; ++k) m.put(k, j, mj[k], r.v[1 + k]);
       }
-      io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-      for (int k = 0; k < K; ++k)
-        if (k < int(t.moments)) io::store<VecS>(static_cast<S*>(t.state[k]) + i0, m[k]);
+      if (valid == N) io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
+      else io::store_n(static_cast<PT*>(t.param) + i0, p, valid);
+      m.template store<VecS, Group>(t, i0, pass.tables, valid);
     }
   };
 };

@@ -1,7 +1,7 @@
 // The 8-bit dynamic codebooks of blockwise quantized state (bitsandbytes' "dynamic" maps) and a
 // nearest-code encoder that needs no search through memory: a table indexed by the float's
 // exponent and top mantissa bits gives a candidate code, then at most two neighbour steps.
-// First step of [int8]: the codebooks and the encoder; the block format itself comes next.
+// The same code encodes on the host and on the device (state/int8.hpp).
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "../core/dtype.hpp"
+#include "../core/error.hpp"
 
 ALLOY_NAMESPACE_BEGIN
 namespace state {
@@ -61,92 +62,115 @@ inline QuantMap dynamic_map(bool is_signed) {
   return m;
 }
 
-/// Nearest-code encoder of a QuantMap (host side for now; the block format ports it to the
-/// device). Ties (x exactly halfway between two codes) go to the code of smaller magnitude; a
-/// signed map's negative codes mirror its positive ones (code[z - j] == -code[z + j], z the index
-/// of 0), so both signs share one table; inputs beyond the codebook clamp to its extreme code;
-/// NaN encodes as 0.
-class QuantEncoder {
- public:
-  /// Buckets of magnitudes: below 2^-kMinExp one bucket; above, (exponent, top kMantBits bits of
-  /// the mantissa). Each bucket stores the largest code <= its lower edge; a bucket is narrower
-  /// than the codebook's spacing there, so the answer is at most kMaxSteps codes further (the
-  /// tests check this on every bucket edge and every code midpoint).
+/// The encoder's tables for one codebook: plain data, the same bytes on the host and (copied)
+/// on the device. Magnitudes are bucketed: below 2^-kMinExp one bucket; above, by (exponent, top
+/// kMantBits bits of the mantissa); a bucket is narrower than the codebook's spacing there, so
+/// the nearest code is at most kMaxSteps codes above the bucket's start (the tests check this at
+/// every bucket edge and every code midpoint).
+struct CodebookTables {
   static constexpr int kMantBits = 6;
   static constexpr int kMinExp = 24;
   static constexpr int kMaxSteps = 2;
+  static constexpr int kBuckets = 1 + kMinExp * (1 << kMantBits) + 1;
 
-  explicit QuantEncoder(const QuantMap& m) : map_(m) {
-    zero_ = 0;
-    while (map_.code[zero_] < 0.f) ++zero_;
-    for (int b = 0; b < kBuckets; ++b) {
-      const float lo = bucket_low(b);
-      int c = zero_;
-      while (c + 1 < 256 && map_.code[c + 1] <= lo) ++c;
-      start_[b] = std::uint8_t(c);
+  float code[256];
+  /// up[c]: the smallest float strictly above the exact midpoint of code[c] and code[c + 1], so
+  /// one float compare decides between them exactly; up[255] = 2.
+  float up[256];
+  /// start[b]: the largest code at or below bucket b's lower edge (positive side).
+  std::uint8_t start[kBuckets];
+};
+
+/// Bucket of a magnitude a in [0, 1]: 0 below 2^-24, then 64 per binade, kBuckets - 1 for 1.0.
+/// Branch-free: the float's bits above the top 6 mantissa bits, offset to binade 2^-24.
+ALLOY_HD int magnitude_bucket(float a) {
+  const int b = int(float_bits(a) >> (23 - CodebookTables::kMantBits)) -
+                (127 - CodebookTables::kMinExp) * (1 << CodebookTables::kMantBits) + 1;
+  return b < 0 ? 0 : b > CodebookTables::kBuckets - 1 ? CodebookTables::kBuckets - 1 : b;
+}
+
+/// The nearest code of x in a codebook of bitsandbytes' dynamic layout: zero at index 127
+/// (signed; negative codes mirror positive ones, code[127 - j] == -code[127 + j]) or 0
+/// (unsigned). Ties (x exactly halfway) go to the code of smaller magnitude; inputs beyond the
+/// codebook clamp to its extreme code; +-0 and NaN encode as zero, and so do negative inputs of
+/// an unsigned map. `steps`, if given, receives the neighbour steps taken after the table.
+template <bool Signed>
+ALLOY_HD std::uint8_t encode_nearest(const CodebookTables& t, float x, int* steps = nullptr) {
+  constexpr int zero = Signed ? 127 : 0;
+  const bool neg = x < 0.f;
+  if (!(x == x) || (!Signed && neg)) return std::uint8_t(zero);
+  const int top = neg ? 2 * zero : 255;  // the largest magnitude of this sign
+  float a = neg ? -x : x;
+  if (a > t.code[top]) a = t.code[top];
+  int c = t.start[magnitude_bucket(a)];
+  int taken = 0;
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+  for (int s = 0; s < CodebookTables::kMaxSteps; ++s) {
+    const bool up = c < top && t.code[c + 1] <= a;
+    c += up;
+    taken += up;
+  }
+  if (steps) *steps = taken;
+  // Nearest of code[c] <= a < code[c + 1]; an exact tie stays at the smaller magnitude.
+  const int best = c + int(c < top && a >= t.up[c]);
+  return std::uint8_t(neg ? 2 * zero - best : best);
+}
+
+/// The encoder tables of a map with the dynamic layout (zero at 127 or 0).
+inline CodebookTables make_codebook_tables(const QuantMap& m) {
+  CodebookTables t{};
+  for (int c = 0; c < 256; ++c) t.code[c] = m.code[c];
+  const int zero = m.is_signed ? 127 : 0;
+  for (int b = 0; b < CodebookTables::kBuckets; ++b) {
+    float lo = 0.f;  // the bucket's lower edge
+    if (b == CodebookTables::kBuckets - 1) lo = 1.f;
+    else if (b > 0) {
+      const int e = (b - 1) / (1 << CodebookTables::kMantBits) - CodebookTables::kMinExp;
+      const int mant = (b - 1) % (1 << CodebookTables::kMantBits);
+      lo = bits_float(std::uint32_t(e + 127) << 23 |
+                      std::uint32_t(mant) << (23 - CodebookTables::kMantBits));
     }
-    // up_[c]: the smallest float strictly above the exact midpoint of codes c and c + 1, so the
-    // encoder decides with one float compare, exactly (a float sum is exact in double).
-    for (int c = 0; c + 1 < 256; ++c) {
-      const double mid = (double(map_.code[c]) + double(map_.code[c + 1])) / 2;
-      float f = float(mid);
-      if (double(f) <= mid) f = std::nextafter(f, 2.f);
-      up_[c] = f;
-    }
-    up_[255] = 2.f;
+    int c = zero;
+    while (c + 1 < 256 && m.code[c + 1] <= lo) ++c;
+    t.start[b] = std::uint8_t(c);
+  }
+  for (int c = 0; c + 1 < 256; ++c) {  // a float sum is exact in double
+    const double mid = (double(m.code[c]) + double(m.code[c + 1])) / 2;
+    float f = float(mid);
+    if (double(f) <= mid) f = std::nextafter(f, 2.f);
+    t.up[c] = f;
+  }
+  t.up[255] = 2.f;
+  return t;
+}
+
+/// A codebook with its encoder tables (host side; the block format copies the tables to the
+/// device as they are).
+class QuantEncoder {
+ public:
+  static constexpr int kMaxSteps = CodebookTables::kMaxSteps;
+
+  explicit QuantEncoder(const QuantMap& m) : map_(m), tables_(make_codebook_tables(m)) {
+    if (m.is_signed ? !(m.code[127] == 0.f) : !(m.code[0] == 0.f))
+      detail::fail("QuantEncoder: the codebook does not have the dynamic layout (zero at ",
+                   m.is_signed ? 127 : 0, ")");
   }
 
   const QuantMap& map() const { return map_; }
-  int zero_index() const { return zero_; }
+  const CodebookTables& tables() const { return tables_; }
+  int zero_index() const { return map_.is_signed ? 127 : 0; }
 
-  /// The code of x; `steps`, if given, receives the neighbour steps taken after the table.
   std::uint8_t encode(float x, int* steps = nullptr) const {
-    if (!(x == x)) return std::uint8_t(zero_);
-    const bool neg = x < 0.f;
-    if (neg && !map_.is_signed) return std::uint8_t(zero_);
-    const int top = neg ? 2 * zero_ : 255;  // the largest magnitude this sign has
-    float a = neg ? -x : x;
-    if (a == 0.f) return std::uint8_t(zero_);  // +-0
-    if (a > map_.code[top]) a = map_.code[top];
-    int c = start_[bucket(a)], taken = 0;
-    while (c < top && map_.code[c + 1] <= a) {
-      ++c;
-      ++taken;
-    }
-    if (steps) *steps = taken;
-    // Nearest of code[c] <= a < code[c + 1]; exact ties go to the smaller magnitude.
-    const int best = (c < top && a >= up_[c]) ? c + 1 : c;
-    return std::uint8_t(neg ? 2 * zero_ - best : best);
+    return map_.is_signed ? encode_nearest<true>(tables_, x, steps)
+                          : encode_nearest<false>(tables_, x, steps);
   }
-
   float decode(std::uint8_t q) const { return map_.code[q]; }
 
  private:
-  static constexpr int kBuckets = 1 + kMinExp * (1 << kMantBits) + 1;
-
-  static int bucket(float a) {
-    std::uint32_t u;
-    std::memcpy(&u, &a, 4);
-    const int e = int(u >> 23) - 127;  // a in [2^e, 2^(e+1))
-    if (e < -kMinExp) return 0;
-    if (e >= 0) return kBuckets - 1;  // a == 1
-    return 1 + (e + kMinExp) * (1 << kMantBits) +
-           int((u >> (23 - kMantBits)) & ((1u << kMantBits) - 1));
-  }
-  static float bucket_low(int b) {
-    if (b == 0) return 0.f;
-    if (b == kBuckets - 1) return 1.f;
-    const int e = (b - 1) / (1 << kMantBits) - kMinExp, mant = (b - 1) % (1 << kMantBits);
-    const std::uint32_t u = std::uint32_t(e + 127) << 23 | std::uint32_t(mant) << (23 - kMantBits);
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-
   QuantMap map_;
-  int zero_ = 0;
-  std::array<std::uint8_t, kBuckets> start_{};
-  std::array<float, 256> up_{};
+  CodebookTables tables_;
 };
 
 }  // namespace state
