@@ -13,6 +13,16 @@ Timing, identical for every implementation (and for alloy_bench):
 An anchor with needs_grads=False (mezo_loop) gets no grads: nothing is refilled, and its
 step_fn alone is timed the same way.
 
+Anchors (--impls):
+  torch_fused     torch.optim.AdamW(fused=True)              AdamW/<param dtype>(torch)
+  torch_foreach   torch.optim.AdamW(foreach=True)            AdamW/<param dtype>(torch)
+  bnb_adamw8bit   bitsandbytes.optim.AdamW8bit               AdamW/Int8Blockwise(bnb)
+  bnb_adamw32     bitsandbytes.optim.AdamW(optim_bits=32)    AdamW/Fp32(bnb)
+  mezo_loop       the official MeZO step loop, no forwards   Sgd/Spsa(MeZO loop)
+The bnb anchors need bitsandbytes (the carried 0.50.2 wheel); it is imported only when one of
+them is asked for. bnb calls torch.cuda.synchronize() after every parameter inside step(): that is
+part of its measured cost.
+
 To add an anchor: write make_<name>(params, hp) -> Anchor and register it in ANCHORS
 (a factory that also declares a `names` parameter gets the workload's tensor names).
 """
@@ -56,12 +66,25 @@ class Anchor(NamedTuple):
 
 
 def torch_state_bytes(opt: torch.optim.Optimizer) -> dict:
-    """Bytes of every tensor torch keeps in opt.state (moments and 'step' tensors, any device)."""
+    """Bytes of every tensor kept in opt.state (moments and 'step' tensors, any device), by key.
+
+    A tensor referenced by several params' states is counted once, under the first key that
+    holds it: bitsandbytes stores the same two 256-entry codebooks (qmap1, qmap2) in the state
+    of every 8-bit param. torch's own optimizers share nothing, so their counts are unchanged.
+    """
     out: dict[str, int] = {}
+    seen: set[tuple[str, int]] = set()
     for st in opt.state.values():
         for key, t in st.items():
-            if torch.is_tensor(t):
-                out[key] = out.get(key, 0) + t.numel() * t.element_size()
+            if not torch.is_tensor(t):
+                continue
+            nbytes = t.numel() * t.element_size()
+            if nbytes:
+                ident = (str(t.device), t.data_ptr())
+                if ident in seen:
+                    continue
+                seen.add(ident)
+            out[key] = out.get(key, 0) + nbytes
     return out
 
 
@@ -140,10 +163,75 @@ def make_mezo_loop(params, hp, names=None):
     )
 
 
+BNB_WHEEL = "bitsandbytes 0.50.2 (the wheel carried to the GPU machine)"
+
+
+def import_bnb():
+    """bitsandbytes, imported lazily so that the torch anchors run where it is missing."""
+    try:
+        import bitsandbytes
+        import bitsandbytes.optim  # noqa: F401  (the optimizers live in this submodule)
+    except Exception as e:  # ImportError, or a failure loading its native library
+        raise RuntimeError(f"the bnb anchors need {BNB_WHEEL}; install it with "
+                           f"`pip install bitsandbytes-0.50.2-*.whl` (import failed: "
+                           f"{type(e).__name__}: {e})") from e
+    return bitsandbytes
+
+
+def _check_bnb_params(params: list[torch.Tensor]) -> None:
+    # bnb's CUDA kernels also need g.dtype == p.dtype: run_row's grads (randn_like) satisfy it.
+    if not all(p.is_cuda for p in params):
+        raise ValueError("bnb anchors: params must be CUDA tensors")
+
+
+def make_bnb_adamw8bit(params, hp):
+    """bitsandbytes AdamW8bit: uint8 codes of the dynamic maps, one fp32 absmax per 256 elements.
+
+    Tensors below min_8bit_size (4096) elements keep fp32 moments, as in bnb. bytes_per_param is
+    the 8-bit floor (absmax ignored): 2 * param bytes + grad bytes + 4 x 1 (read m, v codes, write
+    m, v codes): 16 for fp32 p/g, 10 for bf16. The state's qmap1/qmap2 (shared by every 8-bit
+    param) are counted once, under their own keys.
+    """
+    bnb = import_bnb()
+    _check_bnb_params(params)
+    opt = bnb.optim.AdamW8bit(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
+                              weight_decay=hp["weight_decay"])
+    esz = params[0].element_size()
+    return Anchor(
+        optimizer=opt,
+        step_fn=opt.step,  # includes bnb's torch.cuda.synchronize() after every param
+        state_bytes_fn=lambda: torch_state_bytes(opt),
+        composition="AdamW/Int8Blockwise(bnb)",
+        bytes_per_param=adamw_bytes_per_param(esz, esz, 1),
+        extra={"bnb_version": getattr(bnb, "__version__", "?")},
+    )
+
+
+def make_bnb_adamw32(params, hp):
+    """bitsandbytes AdamW with optim_bits=32. Its Optimizer2State.init_state allocates fp32
+    state1/state2 whatever the param dtype (bf16 params included), so the state is Fp32 and the
+    floor is 2 * param bytes + grad bytes + 16 (28 for fp32 p/g, 22 for bf16)."""
+    bnb = import_bnb()
+    _check_bnb_params(params)
+    opt = bnb.optim.AdamW(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
+                          weight_decay=hp["weight_decay"], optim_bits=32)
+    esz = params[0].element_size()
+    return Anchor(
+        optimizer=opt,
+        step_fn=opt.step,  # includes bnb's torch.cuda.synchronize() after every param
+        state_bytes_fn=lambda: torch_state_bytes(opt),
+        composition="AdamW/Fp32(bnb)",
+        bytes_per_param=adamw_bytes_per_param(esz, esz, 4),
+        extra={"bnb_version": getattr(bnb, "__version__", "?")},
+    )
+
+
 # Registry: impl name -> factory(params, hp[, names]) -> Anchor.
 ANCHORS: dict[str, Callable[..., Anchor]] = {
     "torch_fused": make_torch_fused,
     "torch_foreach": make_torch_foreach,
+    "bnb_adamw8bit": make_bnb_adamw8bit,
+    "bnb_adamw32": make_bnb_adamw32,
     "mezo_loop": make_mezo_loop,
 }
 

@@ -12,6 +12,7 @@
 
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
+#include "../core/fpmath.hpp"
 
 ALLOY_NAMESPACE_BEGIN
 namespace state {
@@ -100,7 +101,7 @@ ALLOY_HD std::uint8_t encode_nearest(const CodebookTables& t, float x, int* step
   const bool neg = x < 0.f;
   if (!(x == x) || (!Signed && neg)) return std::uint8_t(zero);
   const int top = neg ? 2 * zero : 255;  // the largest magnitude of this sign
-  float a = neg ? -x : x;
+  float a = fp::abs(x);  // +-0 -> +0: the bucket reads the bits
   if (a > t.code[top]) a = t.code[top];
   int c = t.start[magnitude_bucket(a)];
   int taken = 0;
