@@ -253,10 +253,14 @@ Row time_row(const std::function<void()>& refill, const std::function<void()>& s
   return r;
 }
 
+/// --only: run the compositions whose name contains this text (all when empty).
+std::string g_only;
+
 /// Times one composition on one workload and dtype (and its graph replay).
 template <class Rule, class State, class T>
 void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
            double bytes_per_param, const std::string& comp, std::vector<Row>& rows) {
+  if (comp.find(g_only) == std::string::npos) return;
   const char* dt = sizeof(T) == 4 ? "fp32" : "bf16";
   std::fprintf(stderr, "[alloy_bench] %s %s %s ...\n", comp.c_str(), w.name.c_str(), dt);
   Buffers buf(w, sizeof(T));
@@ -299,6 +303,7 @@ template <class T>
 void bench_zo(const Workload& w, int steps, double copy_gbs, std::vector<Row>& rows) {
   const char* dt = sizeof(T) == 4 ? "fp32" : "bf16";
   const std::string comp = "Sgd/Fp32/PerParameter/Spsa";
+  if (comp.find(g_only) == std::string::npos) return;
   std::fprintf(stderr, "[alloy_bench] %s %s %s ...\n", comp.c_str(), w.name.c_str(), dt);
   Buffers buf(w, sizeof(T));
   buf.template fill<T>(false, 1, 1.0f);
@@ -379,10 +384,11 @@ int main(int argc, char** argv) {
     else if (k == "--select") select = split(next());
     else if (k == "--dtypes") dtypes = split(next());
     else if (k == "--no-zo") zo = false;
+    else if (k == "--only") g_only = next();
     else if (k == "--help" || k == "-h") {
       std::printf(
           "usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes "
-          "fp32,bf16] [--no-zo]\n");
+          "fp32,bf16] [--no-zo] [--only TEXT]\n");
       return 0;
     } else {
       std::fprintf(stderr, "unknown argument %s (try --help)\n", k.c_str());
@@ -412,6 +418,9 @@ int main(int argc, char** argv) {
         bench<alloy::rule::AdamW, alloy::state::Bf16<>, float>(
             w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 2), "AdamW/Bf16/PerParameter/Backprop",
             rows);
+        bench<alloy::rule::AdamW, alloy::state::Int8Blockwise<>, float>(
+            w, adam, steps, copy_gbs, floor_bytes(4, 4, 2, 1),
+            "AdamW/Int8Blockwise/PerParameter/Backprop", rows);
         bench<alloy::rule::Sgd, alloy::state::Fp32, float>(w, sgd, steps, copy_gbs,
                                                            floor_bytes(4, 4, 1, 4),
                                                            "Sgd/Fp32/PerParameter/Backprop", rows);
@@ -423,6 +432,9 @@ int main(int argc, char** argv) {
         bench<alloy::rule::AdamW, alloy::state::Bf16<>, alloy::bf16>(
             w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 2), "AdamW/Bf16/PerParameter/Backprop",
             rows);
+        bench<alloy::rule::AdamW, alloy::state::Int8Blockwise<>, alloy::bf16>(
+            w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 1),
+            "AdamW/Int8Blockwise/PerParameter/Backprop", rows);
         bench<alloy::rule::Sgd, alloy::state::Fp32, alloy::bf16>(
             w, sgd, steps, copy_gbs, floor_bytes(2, 2, 1, 4), "Sgd/Fp32/PerParameter/Backprop",
             rows);

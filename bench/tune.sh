@@ -2,7 +2,8 @@
 # Sweep the sm_90 launch tuning of the step kernel (include/alloy/exec/cuda.cuh): builds
 # alloy_bench once per variant (compile-time macros) and times alloy's rows with each.
 #
-#   bench/tune.sh [out_dir]       env: VARIANTS ("name:-DMACRO=V -D..." entries, ;-separated)
+#   bench/tune.sh [out_dir]       env: VARIANTS ("name:-DMACRO=V -D..." entries, ;-separated),
+#                                 ONLY (time only compositions containing this text)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${1:-/tmp/tune-out}
@@ -22,7 +23,8 @@ wait "${pids[@]}"
 for v in "${LIST[@]}"; do
   name=${v%%:*}
   "build-tune-$name/bench/alloy_bench" --workloads bench/workloads.json --steps "${STEPS:-15}" \
-    --out "$OUT/tune-$name.json" 2>>"$OUT/tune.log" || echo "variant $name failed" >&2
+    --out "$OUT/tune-$name.json" ${ONLY:+--only "$ONLY"} 2>>"$OUT/tune.log" \
+    || echo "variant $name failed" >&2
 done
 python3 - "$OUT" "${LIST[@]}" <<'PY'
 import json, sys, os

@@ -2,24 +2,31 @@
 # One call on the GPU machine: build the CUDA tests and the benchmark, run the tests, run
 # compute-sanitizer (memcheck, racecheck) on them, run the benchmark; logs under $OUT.
 #
-#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,sanitize (default: all)
+#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,parity,sanitize
+#                                     (default: all)
+# Wheels under .whl/ (bitsandbytes, adam-mini; see docs/benchmarks.md) are installed first.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/alloy-out}
 mkdir -p "$OUT"
-STAGES=${1:-build,test,tune,bench,sanitize}
+STAGES=${1:-build,test,tune,bench,parity,sanitize}
 BUILD=build-gpu
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl >"$OUT/pip.log" 2>&1 && export PYTHONPATH=/tmp/site
+  note "wheels: $(ls .whl | tr '\n' ' ')"
+fi
 
 if has build; then
   t0=$SECONDS
   cmake -S . -B $BUILD -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DALLOY_CUDA=ON \
         -DALLOY_BUILD_BENCH=ON -DALLOY_BUILD_EXAMPLES=OFF >"$OUT/build.log" 2>&1 \
-    && cmake --build $BUILD -j 16 --target alloy_cuda_tests alloy_bench >>"$OUT/build.log" 2>&1
+    && cmake --build $BUILD -j 16 --target alloy_cuda_tests alloy_bench alloy_capi >>"$OUT/build.log" 2>&1
   note "build: rc=$? in $((SECONDS - t0)) s"
 fi
 
@@ -39,16 +46,25 @@ fi
 
 if has bench; then
   t0=$SECONDS
-  IMPLS=${IMPLS:-torch_fused,torch_foreach,mezo_loop} STEPS=${STEPS:-25} bench/run.sh $BUILD /tmp/bench-out >"$OUT/bench.log" 2>&1
+  IMPLS=${IMPLS:-torch_fused,torch_foreach,mezo_loop,bnb_adamw8bit,bnb_adamw32} STEPS=${STEPS:-25} \
+    bench/run.sh $BUILD /tmp/bench-out >"$OUT/bench.log" 2>&1
   note "bench: rc=$? in $((SECONDS - t0)) s"
   cp /tmp/bench-out/latest.json /tmp/bench-out/table.txt "$OUT/" 2>/dev/null
   cat /tmp/bench-out/table.txt 2>/dev/null
 fi
 
+if has parity; then
+  t0=$SECONDS
+  timeout 300 python3 bench/int8_parity.py --lib $BUILD/bench/liballoy_capi.so --dtypes fp32,bf16 \
+    --out "$OUT/int8_parity.json" >"$OUT/int8_parity.log" 2>&1
+  note "int8 parity: rc=$? in $((SECONDS - t0)) s: $(grep -E 'no farther|codebook' "$OUT/int8_parity.log" | tr '\n' ' ')"
+  tail -25 "$OUT/int8_parity.log"
+fi
+
 if has sanitize; then
   # The executor tests run every kernel instantiation (rules x formats x dtype pairs x
   # alignments); the reference tests repeat them over 100 small steps and are left out here.
-  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*,spsa*'
+  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*,spsa*,Int8*'
   for tool in memcheck racecheck; do
     t0=$SECONDS
     timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \

@@ -26,6 +26,12 @@
 
 ALLOY_NAMESPACE_BEGIN
 
+/// One moment of one tensor as a block-quantized format stores it (Optimizer::quantized_moment).
+struct QuantizedMoment {
+  std::vector<std::uint8_t> codes;
+  std::vector<float> absmax;  // one per block
+};
+
 /// An optimizer composed from an update rule and three policies, run by an executor:
 ///
 ///     alloy::Optimizer<alloy::rule::AdamW, alloy::state::Bf16<>> opt(params, {.lr = 1e-3f});
@@ -397,18 +403,14 @@ class Optimizer {
 
   /// Block formats: the stored codes and per-block absmax of moment k of tensor t, copied to the
   /// host (for tests and checkpoints). Empty for tensors that keep fp32 state (!quantized(t)).
-  struct Quantized {
-    std::vector<std::uint8_t> codes;
-    std::vector<float> absmax;
-  };
-  Quantized quantized_moment(std::size_t t, int k) const
+  QuantizedMoment quantized_moment(std::size_t t, int k) const
   requires(!State::kElementwise)
   {
     check_index(t);
     if (k < 0 || k >= kMoments)
       detail::fail("moment index ", k, " out of range: ", Rule::kName, " has ", kMoments);
     const Record& r = records_[t];
-    Quantized q;
+    QuantizedMoment q;
     if (r.small || k >= r.moments) return q;
     q.codes.resize(r.param.numel);
     q.absmax.resize(blocks_of(r.param.numel));

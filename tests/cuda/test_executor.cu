@@ -178,6 +178,12 @@ struct Twins {
       for (int k = 0; k < Rule::kMoments; ++k) {
         const auto a = host->moment(i, k), b = cuda->moment(j, k);
         CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+        if constexpr (!Format::kElementwise) {  // the codes and block absmax themselves
+          const auto qa = host->quantized_moment(i, k), qb = cuda->quantized_moment(j, k);
+          CHECK(qa.codes == qb.codes);
+          CHECK(std::memcmp(qa.absmax.data(), qb.absmax.data(), qa.absmax.size() * 4) == 0);
+          CHECK(host->quantized(i) == cuda->quantized(j));
+        }
       }
       CHECK(host->step_count(i) == cuda->step_count(j));
     }
@@ -212,6 +218,37 @@ TEST_CASE("CUDA equals the host executor bit for bit: every rule, format, dtype 
   cuda_equals_host<alloy::rule::AdamW, alloy::state::Bf16<Rounding::stochastic>>(adam);
   cuda_equals_host<alloy::rule::Sgd, alloy::state::Fp32>(sgd);
   cuda_equals_host<alloy::rule::Sgd, alloy::state::Bf16<Rounding::stochastic>>(sgd);
+  cuda_equals_host<alloy::rule::AdamW, alloy::state::Int8Blockwise<>>(adam);
+  cuda_equals_host<alloy::rule::Sgd, alloy::state::Int8Blockwise<>>(sgd);
+}
+
+TEST_CASE("Int8Blockwise: codes equal the host's at every block size, tensor end and grid") {
+  // Threshold 0: every tensor quantized, so 1- and 3-element tensors are partial blocks of one
+  // lane group; 4097, 70001 and 1000003 end inside a block; misaligned params and grads.
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  for (unsigned blocks : {1u, 7u, 0u})
+    for (DType dt : {DType::f32, DType::bf16}) {
+      Options o;
+      o.min_quantized_numel = 0;
+      o.cuda_blocks = blocks;
+      INFO("blocks " << blocks << " " << alloy::dtype_name(dt));
+      Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<>> tw(kMixed, dt, dt, h, o,
+                                                                 {1, 2, 3, 0, 5}, {3, 0, 1, 7});
+      for (int s = 0; s < 6; ++s) tw.step(1e-2);
+      tw.check_equal();
+    }
+  // Block size 64 (four lane groups share a warp) and a guarded allocator around all state.
+  auto guarded = std::make_shared<GuardedAllocator>();
+  {
+    Options o;
+    o.allocator = guarded;
+    o.min_quantized_numel = 0;
+    Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<64>> tw(kMixed, DType::bf16,
+                                                                 DType::bf16, h, o);
+    for (int s = 0; s < 4; ++s) tw.step(1e-2);
+    tw.check_equal();
+    CHECK(guarded->guards_intact());
+  }
 }
 
 TEST_CASE("CUDA results do not depend on grid size or tensor order") {
