@@ -26,22 +26,21 @@ struct QuantMap {
 /// bitsandbytes' create_dynamic_map(signed, max_exponent_bits = 7, total_bits = 8), computed in
 /// fp32 as its torch code does: for decade i = 0..6, n = 2^(i + s) + 1 boundaries
 /// linspace(0.1, 1, n) (s = 0 signed, 1 unsigned), their midpoints scaled by 10^(i - 6) (and
-/// negated, when signed), plus 0 and 1.0, sorted. linspace is emulated as torch's scalar CPU
-/// path computes it (step = (end - start) / (n - 1); start + i step in the first half,
-/// end - (n - 1 - i) step in the second). Bit equality with the installed bitsandbytes is
-/// checked on the GPU machine (docs/policies/quant_map.md), not here.
+/// negated, when signed), plus 0 and 1.0, sorted. linspace is computed as torch's CPU kernel
+/// does, with one rounding per boundary: step = (end - start) / (n - 1) in fp32, then
+/// fma(step, j, start) for the first half and fma(-step, n - 1 - j, end) for the second. These
+/// bits equal bitsandbytes 0.50.2's maps entry for entry (bench/int8_parity.py, docs/policies/int8.md).
 inline QuantMap dynamic_map(bool is_signed) {
   QuantMap m{{}, is_signed};
   int k = 0;
   for (int i = 0; i < 7; ++i) {
     const int n = is_signed ? (1 << i) + 1 : (1 << (i + 1)) + 1;
     const float start = 0.1f, end = 1.0f;
-    const float step = (end - start) / float(n - 1);
+    volatile float span = end - start;  // no contraction, no constant folding in extended precision
+    const float step = span / float(n - 1);
     float b[129 + 1];
-    for (int j = 0; j < n; ++j) {
-      volatile float prod = step * float(j < n / 2 ? j : n - 1 - j);  // no contraction
-      b[j] = j < n / 2 ? start + prod : end - prod;
-    }
+    for (int j = 0; j < n; ++j)
+      b[j] = j < n / 2 ? std::fma(step, float(j), start) : std::fma(-step, float(n - 1 - j), end);
     const float scale = float(1.0 / [&] {
       double p = 1;
       for (int e = 0; e < 6 - i; ++e) p *= 10;
