@@ -1,0 +1,41 @@
+// Int8Blockwise on the GPU: codes and block absmax equal to the host executor's, byte for byte
+// (DESIGN's numerics contract), for AdamW and Sgd, every dtype pair, partial blocks at tensor
+// ends, grid sizes, misaligned tensors, a smaller block, and a guarded allocator around the state.
+// (A file of its own: these instantiations compile in parallel with test_executor.cu.)
+#include "twins.hpp"
+
+TEST_CASE("CUDA equals the host executor bit for bit: Int8Blockwise (AdamW, Sgd)") {
+  const alloy::rule::AdamW::Hyper adam{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  const alloy::rule::Sgd::Hyper sgd{0.01f, 0.9f, 0.1f, 0.1f, false, false};
+  cuda_equals_host<alloy::rule::AdamW, alloy::state::Int8Blockwise<>>(adam);
+  cuda_equals_host<alloy::rule::Sgd, alloy::state::Int8Blockwise<>>(sgd);
+}
+
+TEST_CASE("Int8Blockwise: codes equal the host's at every block size, tensor end and grid") {
+  // Threshold 0: every tensor quantized, so 1- and 3-element tensors are partial blocks of one
+  // lane group; 4097, 70001 and 1000003 end inside a block; misaligned params and grads.
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  for (unsigned blocks : {1u, 7u, 0u})
+    for (DType dt : {DType::f32, DType::bf16}) {
+      Options o;
+      o.min_quantized_numel = 0;
+      o.cuda_blocks = blocks;
+      INFO("blocks " << blocks << " " << alloy::dtype_name(dt));
+      Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<>> tw(kMixed, dt, dt, h, o,
+                                                                 {1, 2, 3, 0, 5}, {3, 0, 1, 7});
+      for (int s = 0; s < 6; ++s) tw.step(1e-2);
+      tw.check_equal();
+    }
+  // Block size 64 (four lane groups share a warp) and a guarded allocator around all state.
+  auto guarded = std::make_shared<GuardedAllocator>();
+  {
+    Options o;
+    o.allocator = guarded;
+    o.min_quantized_numel = 0;
+    Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<64>> tw(kMixed, DType::bf16,
+                                                                 DType::bf16, h, o);
+    for (int s = 0; s < 4; ++s) tw.step(1e-2);
+    tw.check_equal();
+    CHECK(guarded->guards_intact());
+  }
+}
