@@ -4,8 +4,8 @@
 
 #include <concepts>
 #include <cstdint>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 
 #include "core/macros.hpp"
 
@@ -41,7 +41,8 @@ concept BlockStateFormat = requires(const typename S::Tables& t, float x) {
   { S::inverse(x) } -> std::same_as<float>;
   { S::encode(t, 0, x, x) } -> std::same_as<std::uint8_t>;
   { S::zero_code(0) } -> std::convertible_to<std::uint8_t>;
-} && std::is_same_v<typename S::Stored, std::uint8_t>;
+}
+&&std::is_same_v<typename S::Stored, std::uint8_t>;
 
 /// A moment-sharing policy (share/).
 template <class S>
@@ -94,6 +95,11 @@ struct CheckComposition {
     if constexpr (GradPolicy<Grad>) return bool(Grad::kReadsGradient) || is_zeroth_order<Grad>();
     else return true;
   }();
+  static constexpr bool kZerothOrderSharingOk = [] {
+    if constexpr (SharePolicy<Share> && GradPolicy<Grad>)
+      return !Share::kSharesSecondMoment || !is_zeroth_order<Grad>();
+    else return true;
+  }();
   static_assert(kSharingOk,
                 "alloy: this sharing policy shares the second moment, but the rule keeps none "
                 "(Sgd); use share::PerParameter, or a rule with a second moment such as "
@@ -106,6 +112,10 @@ struct CheckComposition {
                 "alloy: a gradient source that reads no gradient buffer must be zeroth-order "
                 "(kZerothOrder = true, with its passes, as grad::Spsa); use grad::Backprop or "
                 "grad::Spsa<>");
+  static_assert(kZerothOrderSharingOk,
+                "alloy: share::PerBlock with a zeroth-order gradient source is not supported yet "
+                "(its block statistic would need a pass over the directions first); use "
+                "share::PerParameter with grad::Spsa");
   static constexpr bool value = true;
 };
 }  // namespace detail

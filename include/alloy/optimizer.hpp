@@ -20,6 +20,7 @@
 #include "exec/table.hpp"
 #include "grad/backprop.hpp"
 #include "grad/spsa.hpp"
+#include "share/per_block.hpp"
 #include "share/per_parameter.hpp"
 #include "state/fp32.hpp"
 #include "state/int8.hpp"
@@ -123,6 +124,16 @@ class Optimizer {
                        " computes the gradient from losses; register the tensor without one");
       }
       check_grad(p.param, p.grad, r.name);
+      if constexpr (kShared) {
+        r.share_block = p.share_block ? p.share_block : p.param.numel;
+        if (p.param.numel % r.share_block)
+          detail::fail("tensor '", r.name, "': share_block = ", p.share_block,
+                       " does not divide its ", p.param.numel,
+                       " elements (blocks of the shared second moment must tile the tensor)");
+      } else if (p.share_block) {
+        detail::fail("tensor '", r.name, "': share_block is set but the sharing policy is ",
+                     Share::kName, " (it applies to share::PerBlock)");
+      }
       r.param = p.param;
       r.grad = p.grad;
       r.key = p.key ? *p.key : tensor_key_from_name(r.name);
@@ -140,11 +151,16 @@ class Optimizer {
                      " (one optimizer steps tensors of one device)");
 
     // Allocate zeroed state (an allocation failure throws before anything is committed).
-    const Device where = Exec::kKind == Device::Kind::cuda ? fresh.front().param.device
-                                                           : Device::host();
+    const Device where =
+        Exec::kKind == Device::Kind::cuda ? fresh.front().param.device : Device::host();
     for (Record& r : fresh) {
       if constexpr (kBlockState) r.small = r.param.numel < options_.min_quantized_numel;
       for (int k = 0; k < r.moments; ++k) {
+        if (!per_element(k)) {  // share::PerBlock: one fp32 second moment per block
+          r.state[k] = detail::Buffer(alloc_, r.param.numel / r.share_block * sizeof(float), where);
+          backend_.fill(r.state[k].get(), 0, r.state[k].bytes());
+          continue;
+        }
         if (r.small) {  // a block format's small tensor: fp32 state
           r.state[k] = detail::Buffer(alloc_, r.param.numel * sizeof(float), where);
           backend_.fill(r.state[k].get(), 0, r.state[k].bytes());
@@ -384,6 +400,12 @@ class Optimizer {
     const Record& r = records_[t];
     std::vector<float> out(r.param.numel, 0.f);
     if (k >= r.moments) return out;
+    if (!per_element(k)) {  // each element reads its block's shared value
+      std::vector<float> shared(r.param.numel / r.share_block);
+      backend_.read_state(shared.data(), r.state[k].get(), r.state[k].bytes());
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = shared[i / r.share_block];
+      return out;
+    }
     if (r.small) {
       backend_.read_state(out.data(), r.state[k].get(), r.state[k].bytes());
       return out;
@@ -403,15 +425,13 @@ class Optimizer {
 
   /// Block formats: the stored codes and per-block absmax of moment k of tensor t, copied to the
   /// host (for tests and checkpoints). Empty for tensors that keep fp32 state (!quantized(t)).
-  QuantizedMoment quantized_moment(std::size_t t, int k) const
-  requires(!State::kElementwise)
-  {
+  QuantizedMoment quantized_moment(std::size_t t, int k) const requires(!State::kElementwise) {
     check_index(t);
     if (k < 0 || k >= kMoments)
       detail::fail("moment index ", k, " out of range: ", Rule::kName, " has ", kMoments);
     const Record& r = records_[t];
     QuantizedMoment q;
-    if (r.small || k >= r.moments) return q;
+    if (r.small || k >= r.moments || !per_element(k)) return q;
     q.codes.resize(r.param.numel);
     q.absmax.resize(blocks_of(r.param.numel));
     backend_.read_state(q.codes.data(), r.state[k].get(), r.state[k].bytes());
@@ -446,11 +466,16 @@ class Optimizer {
     std::uint32_t key = 0, group = 0;
     int moments = 0;
     bool frozen = false;
-    bool small = false;                // block format, below the size threshold: fp32 state
-    detail::Buffer state[kMoments];    // moment values (block formats: codes)
-    detail::Buffer scale[kMoments];    // block formats: one fp32 absmax per block
+    bool small = false;              // block format, below the size threshold: fp32 state
+    std::uint64_t share_block = 0;   // share::PerBlock: elements per shared second moment
+    detail::Buffer state[kMoments];  // moment values (block formats: codes)
+    detail::Buffer scale[kMoments];  // block formats: one fp32 absmax per block
   };
   static constexpr bool kBlockState = !State::kElementwise;
+  /// share::PerBlock: moment 1 is one fp32 value per sharing block (state[1]), not a per-element
+  /// moment of the state format.
+  static constexpr bool kShared = Share::kSharesSecondMoment;
+  static bool per_element(int k) { return !(kShared && k == 1); }
   static std::uint64_t blocks_of(std::uint64_t numel) {
     if constexpr (kBlockState) return (numel + State::kBlock - 1) / State::kBlock;
     else return 0;
@@ -520,7 +545,7 @@ class Optimizer {
       }
       if (n != v.numel) detail::fail(what, ": shape has ", n, " elements but numel is ", v.numel);
     }
-    Exec::template Backend<Rule, State, Grad>::check_view(v, what);
+    Exec::template Backend<Rule, State, Share, Grad>::check_view(v, what);
   }
 
   void check_param(const TensorView& p, const std::string& name) const {
@@ -618,6 +643,7 @@ class Optimizer {
         e.scale[k] = r.scale[k].get();
       }
       e.numel = r.param.numel;
+      e.share_block = r.share_block;
       e.key = r.key;
       e.group = r.group;
       e.flags = 0;
@@ -642,7 +668,7 @@ class Optimizer {
 
   Options options_;
   std::shared_ptr<Allocator> alloc_;
-  typename Exec::template Backend<Rule, State, Grad> backend_;
+  typename Exec::template Backend<Rule, State, Share, Grad> backend_;
   std::vector<Record> records_;
   std::vector<GroupInfo> groups_;
   bool dirty_ = false;

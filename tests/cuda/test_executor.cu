@@ -4,7 +4,6 @@
 // capture and replay with a changing learning rate; non-default streams.
 #include "twins.hpp"
 
-
 TEST_CASE("CUDA equals the host executor bit for bit: every rule, format, dtype pair") {
   const alloy::rule::AdamW::Hyper adam{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
   const alloy::rule::Sgd::Hyper sgd{0.01f, 0.9f, 0.1f, 0.1f, false, false};

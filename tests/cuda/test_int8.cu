@@ -22,7 +22,7 @@ TEST_CASE("Int8Blockwise: codes equal the host's at every block size, tensor end
       o.cuda_blocks = blocks;
       INFO("blocks " << blocks << " " << alloy::dtype_name(dt));
       Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<>> tw(kMixed, dt, dt, h, o,
-                                                                 {1, 2, 3, 0, 5}, {3, 0, 1, 7});
+                                                                  {1, 2, 3, 0, 5}, {3, 0, 1, 7});
       for (int s = 0; s < 6; ++s) tw.step(1e-2);
       tw.check_equal();
     }
@@ -32,8 +32,8 @@ TEST_CASE("Int8Blockwise: codes equal the host's at every block size, tensor end
     Options o;
     o.allocator = guarded;
     o.min_quantized_numel = 0;
-    Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<64>> tw(kMixed, DType::bf16,
-                                                                 DType::bf16, h, o);
+    Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<64>> tw(kMixed, DType::bf16, DType::bf16,
+                                                                  h, o);
     for (int s = 0; s < 4; ++s) tw.step(1e-2);
     tw.check_equal();
     CHECK(guarded->guards_intact());

@@ -4,7 +4,7 @@
 #include <alloy/alloy.hpp>
 
 #ifndef CASE
-#error "define CASE (0 compiles; 1..7 must fail)"
+#error "define CASE (0 compiles; 1..8 must fail)"
 #endif
 
 namespace test_local {
@@ -35,6 +35,7 @@ struct ZerothOrder {
 alloy::Optimizer<alloy::rule::AdamW> a;
 alloy::Optimizer<alloy::rule::Sgd, alloy::state::Bf16<alloy::Rounding::stochastic>> b;
 alloy::Optimizer<alloy::rule::AdamW, alloy::state::Int8Blockwise<>> d;
+alloy::Optimizer<alloy::rule::AdamW, alloy::state::Int8Blockwise<>, alloy::share::PerBlock> e;
 alloy::Optimizer<alloy::rule::AdamW, alloy::state::Fp32, test_local::SharesSecondMoment> c;
 #elif CASE == 1
 // 1st slot: a state format where the rule belongs.
@@ -60,6 +61,11 @@ alloy::Optimizer<alloy::rule::AdamW, test_local::BlockState> x;
 // A gradient source that reads no gradient and has no zeroth-order passes.
 alloy::Optimizer<alloy::rule::AdamW, alloy::state::Fp32, alloy::share::PerParameter,
                  test_local::ZerothOrder>
+    x;
+#elif CASE == 8
+// Second-moment sharing with a zeroth-order gradient source.
+alloy::Optimizer<alloy::rule::AdamW, alloy::state::Fp32, alloy::share::PerBlock,
+                 alloy::grad::Spsa<>>
     x;
 #else
 #error "unknown CASE"

@@ -128,14 +128,15 @@ void lockstep(const std::vector<std::uint64_t>& sizes, const typename Rule::Hype
         if constexpr (Rule::kMoments == 2) {  // AdamW
           const double m = h.beta1 * double(before_m[0][i][j]) + (1 - double(h.beta1)) * g;
           const double v = h.beta2 * double(before_m[1][i][j]) + (1 - double(h.beta2)) * g * g;
-          const double bc1 = 1 - std::pow(double(h.beta1), s), bc2 = 1 - std::pow(double(h.beta2), s);
+          const double bc1 = 1 - std::pow(double(h.beta1), s),
+                       bc2 = 1 - std::pow(double(h.beta2), s);
           const double decayed = p0 * (1 - double(h.lr) * h.weight_decay);
           const double update = h.lr / bc1 * m / (std::sqrt(v) / std::sqrt(bc2) + h.eps);
           pref = decayed - update;
           // m may have cancelled: its rounding is relative to its terms (scale below).
           pterms = std::fabs(decayed) +
-                   std::fabs(update) * (std::fabs(h.beta1 * double(before_m[0][i][j])) +
-                                        std::fabs(0.1 * g)) /
+                   std::fabs(update) *
+                       (std::fabs(h.beta1 * double(before_m[0][i][j])) + std::fabs(0.1 * g)) /
                        (std::fabs(m) + 1e-30);
           mnew[0][j] = m;
           mnew[1][j] = v;
@@ -278,8 +279,10 @@ double mlp(int steps) {
     for (auto& x : v) x = s * nd(rng);
     return v;
   };
-  std::vector<float> w1 = init(in * hid, 1.f / std::sqrt(float(in))), w2 = init(hid * out, 1.f / 16);
-  std::vector<float> t1 = init(in * hid, 1.f / std::sqrt(float(in))), t2 = init(hid * out, 1.f / 16);
+  std::vector<float> w1 = init(in * hid, 1.f / std::sqrt(float(in))),
+                     w2 = init(hid * out, 1.f / 16);
+  std::vector<float> t1 = init(in * hid, 1.f / std::sqrt(float(in))),
+                     t2 = init(hid * out, 1.f / 16);
   std::vector<float> xs = init(batch * in, 1.f), noise = init(batch * out, 0.1f);
   std::vector<float> test_xs = init(batch * in, 1.f), test_noise = init(batch * out, 0.1f);
   std::vector<float> g1(w1.size()), g2(w2.size());

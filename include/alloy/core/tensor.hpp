@@ -63,6 +63,9 @@ struct Param {
   TensorView param;
   TensorView grad;  // grad.data may be null: no gradient (skipped, as torch skips grad=None)
   std::optional<std::uint32_t> key = std::nullopt;
+  /// share::PerBlock: elements per block of the shared second moment (consecutive elements; must
+  /// divide numel); 0: the whole tensor is one block. share::adam_mini_partition computes it.
+  std::uint64_t share_block = 0;
 };
 
 ALLOY_NAMESPACE_END

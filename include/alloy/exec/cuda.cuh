@@ -152,8 +152,8 @@ __device__ __forceinline__ void step_range(const TensorEntry& t, const typename 
 /// be partial: its tiles load what exists, and every lane of the group still joins the absmax.
 template <class E, int kThreads, int kUnroll, bool VP, bool VG>
 __device__ __forceinline__ void block_range(const TensorEntry& t, const typename E::Scalars& s,
-                                            const Pass<typename E::Args>& pass,
-                                            std::uint64_t begin, std::uint64_t end) {
+                                            const Pass<typename E::Args>& pass, std::uint64_t begin,
+                                            std::uint64_t end) {
   constexpr int N = E::kVec, B = E::State::kBlock, L = B / N;
   static_assert(B % N == 0 && kThreads % L == 0);
   using Tile = typename E::template Tile<N>;
@@ -198,8 +198,8 @@ __device__ __forceinline__ void tensor_range(const TensorEntry& t, const typenam
 template <class E, class RuleScalars, int kThreads, int kUnroll>
 __global__ void __launch_bounds__(kThreads)
     step_kernel(const __grid_constant__ StepParams<E, RuleScalars> prm) {
-  Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset,
-                              prm.rounding_purpose, prm.args};
+  Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset, prm.rounding_purpose,
+                              prm.args};
   if constexpr (kBlockKind<E>) {
     using Tables = typename E::State::Tables;
     static_assert(sizeof(Tables) % 16 == 0);
@@ -251,12 +251,16 @@ struct Cuda {
   static std::shared_ptr<Allocator> default_allocator() {
     return std::make_shared<CudaAllocator>();
   }
-  template <class Rule, class Format, class Grad>
+  template <class Rule, class Format, class Share, class Grad>
   class Backend;
 };
 
-template <class Rule, class Format, class Grad>
+template <class Rule, class Format, class Share, class Grad>
 class Cuda::Backend {
+  static_assert(!Share::kSharesSecondMoment,
+                "alloy: share::PerBlock runs on the host executor so far; its CUDA kernels (one "
+                "pass per block where it fits, block statistics first where not) are the next "
+                "step of [adam-mini] (docs/policies/per_block.md)");
   using Hyper = typename Rule::Hyper;
   using Scalars = typename Rule::Scalars;
 

@@ -11,6 +11,7 @@
 #include "../compose.hpp"
 #include "../core/allocator.hpp"
 #include "../core/options.hpp"
+#include "../share/per_block.hpp"
 #include "dispatch.hpp"
 #include "plan.hpp"
 #include "thread_pool.hpp"
@@ -28,11 +29,11 @@ struct Host {
   static std::shared_ptr<Allocator> default_allocator() {
     return std::make_shared<HostAllocator>();
   }
-  template <class Rule, class Format, class Grad>
+  template <class Rule, class Format, class Share, class Grad>
   class Backend;
 };
 
-template <class Rule, class Format, class Grad>
+template <class Rule, class Format, class Share, class Grad>
 class Host::Backend {
   using Hyper = typename Rule::Hyper;
   using Scalars = typename Rule::Scalars;
@@ -60,7 +61,9 @@ class Host::Backend {
 
   /// A step of the rule over gradient tensors (grad::Backprop).
   void step(Stream s) {
-    run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s);
+    if constexpr (Share::kSharesSecondMoment)
+      run<SharedKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s);
+    else run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s);
   }
 
   /// One pass of element kind Kind over every active tensor. `advance`: a step of the rule
@@ -74,6 +77,7 @@ class Host::Backend {
         if (entries_[t].flags & kTensorActive)
           scalars_[t] = Rule::scalars(tensor_hyper(hypers_[entries_[t].group], entries_[t].flags),
                                       ++counts_[t]);
+      if constexpr (Share::kSharesSecondMoment) advance_shared_second_moments();
     }
     const Pass<Args> pass{seed_, std::uint32_t(global_step_ + (advance ? 0 : 1)), rounding_purpose,
                           args, tables()};
@@ -125,8 +129,8 @@ class Host::Backend {
   }
 
   template <class E>
-  static void elementwise_range(const TensorEntry& t, const Chunk& ch,
-                                const typename E::Scalars& s, const Pass<typename E::Args>& pass) {
+  static void elementwise_range(const TensorEntry& t, const Chunk& ch, const typename E::Scalars& s,
+                                const Pass<typename E::Args>& pass) {
     std::uint64_t i = ch.begin;  // a multiple of kChunkAlign, hence of kTile
     for (; i + kTile <= ch.end; i += kTile) {
       typename E::template Tile<kTile> tile;
@@ -134,6 +138,34 @@ class Host::Backend {
       tile.template update_store<false, false>(t, i, s, pass);
     }
     scalar_range<E>(t, i, ch.end, s, pass);
+  }
+
+  /// share::PerBlock: v_b <- beta2 v_b + (1 - beta2) mean_b(g^2) for every block of every active
+  /// tensor (blocks spread over the workers; each block's sum in the fixed order of
+  /// share::block_mean_sq, so the result does not depend on the worker count).
+  void advance_shared_second_moments() {
+    for (const GroupPlan& plan : plans_)
+      dispatch_dtypes(plan.param, plan.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
+        std::vector<std::uint32_t> members;
+        for (const Chunk& c : plan.chunks)
+          if (members.empty() || members.back() != c.tensor) members.push_back(c.tensor);
+        const unsigned workers = unsigned(plan.worker_begin.size() - 1);
+        pool_.run(workers, [&](unsigned w) {
+          std::uint64_t at = 0;  // block index over the group, for a round-robin split
+          for (std::uint32_t t : members) {
+            const TensorEntry& e = entries_[t];
+            const GT* g = static_cast<const GT*>(e.grad);
+            float* v = static_cast<float*>(e.state[1]);
+            const std::uint64_t bs = e.share_block, nb = e.numel / bs;
+            for (std::uint64_t b = 0; b < nb; ++b, ++at) {
+              if (at % workers != w) continue;
+              const float mean = share::block_mean_sq(
+                  bs, [&](std::uint64_t i) { return to_float(g[b * bs + i]); });
+              v[b] = Rule::second_moment(scalars_[t], v[b], mean);
+            }
+          }
+        });
+      });
   }
 
   /// Block formats: one tile per quantization block (chunks start on block boundaries).

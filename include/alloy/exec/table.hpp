@@ -33,8 +33,9 @@ struct TensorEntry {
   void* state[2];
   void* scale[2];  // block formats: one fp32 absmax per block of each moment, else null
   std::uint64_t numel;
-  std::uint32_t key;    // stable RNG key
-  std::uint32_t group;  // hyperparameter group
+  std::uint64_t share_block;  // share::PerBlock: elements per shared second moment (state[1])
+  std::uint32_t key;          // stable RNG key
+  std::uint32_t group;        // hyperparameter group
   std::uint32_t flags;
   std::uint8_t moments;                  // moments kept (0 .. Rule::kMoments)
   std::uint8_t param_dtype, grad_dtype;  // DType values

@@ -105,6 +105,17 @@ ALLOY_HD void store_n(T* ALLOY_RESTRICT dst, const T (&src)[N], int valid) {
   for (int j = 0; j < N; ++j)
     if (j < valid) dst[j] = src[j];
 }
+/// A whole tile (vector accesses where allowed) or the first `valid` elements of it.
+template <bool Vector, class T, int N>
+ALLOY_HD void load_tile(const T* ALLOY_RESTRICT src, T (&dst)[N], int valid) {
+  if (valid == N) load<Vector>(src, dst);
+  else load_n(src, dst, valid);
+}
+template <bool Vector, class T, int N>
+ALLOY_HD void store_tile(T* ALLOY_RESTRICT dst, const T (&src)[N], int valid) {
+  if (valid == N) store<Vector>(dst, src);
+  else store_n(dst, src, valid);
+}
 }  // namespace io
 
 /// The threads that share one quantization block, for the block absmax: one thread owning the
@@ -119,8 +130,7 @@ struct LaneGroup {
   __device__ static float max(float x) {
     if constexpr (L > 1) {
       const unsigned lane = threadIdx.x & 31u;
-      const unsigned mask =
-          L == 32 ? 0xffffffffu : ((1u << L) - 1u) << (lane & ~unsigned(L - 1));
+      const unsigned mask = L == 32 ? 0xffffffffu : ((1u << L) - 1u) << (lane & ~unsigned(L - 1));
 #pragma unroll
       for (int o = L / 2; o > 0; o /= 2) x = fmaxf(x, __shfl_xor_sync(mask, x, o));
     }
@@ -159,8 +169,7 @@ struct SmallFormat {
   using type = Format;
 };
 template <class Format>
-requires(!Format::kElementwise)
-struct SmallFormat<Format> {
+requires(!Format::kElementwise) struct SmallFormat<Format> {
   using type = typename Format::Small;
 };
 
@@ -180,9 +189,7 @@ struct Moments {
 #endif
     for (int k = 0; k < K; ++k)
       if (k < int(t.moments)) {
-        const S* src = static_cast<const S*>(t.state[k]) + i0;
-        if (valid == N) io::load<Vec>(src, m[k]);
-        else io::load_n(src, m[k], valid);
+        io::load_tile<Vec>(static_cast<const S*>(t.state[k]) + i0, m[k], valid);
       }
   }
   ALLOY_HD float get(int k, int j, const void*) const { return Format::decode(m[k][j]); }
@@ -196,9 +203,7 @@ struct Moments {
 #endif
     for (int k = 0; k < K; ++k)
       if (k < int(t.moments)) {
-        S* dst = static_cast<S*>(t.state[k]) + i0;
-        if (valid == N) io::store<Vec>(dst, m[k]);
-        else io::store_n(dst, m[k], valid);
+        io::store_tile<Vec>(static_cast<S*>(t.state[k]) + i0, m[k], valid);
       }
   }
 };
@@ -220,9 +225,7 @@ struct Moments<Format, K, N, false> {
 #endif
     for (int k = 0; k < K; ++k)
       if (k < int(t.moments)) {
-        const std::uint8_t* src = static_cast<const std::uint8_t*>(t.state[k]) + i0;
-        if (valid == N) io::load<Vec>(src, q[k]);
-        else io::load_n(src, q[k], valid);
+        io::load_tile<Vec>(static_cast<const std::uint8_t*>(t.state[k]) + i0, q[k], valid);
         absmax[k] = static_cast<const float*>(t.scale[k])[i0 / B];
       }
   }
@@ -252,28 +255,55 @@ struct Moments<Format, K, N, false> {
 #pragma unroll
 #endif
         for (int j = 0; j < N; ++j) q[k][j] = Format::encode(tab, k, x[k][j], inv);
-        std::uint8_t* dst = static_cast<std::uint8_t*>(t.state[k]) + i0;
-        if (valid == N) io::store<Vec>(dst, q[k]);
-        else io::store_n(dst, q[k], valid);
+        io::store_tile<Vec>(static_cast<std::uint8_t*>(t.state[k]) + i0, q[k], valid);
         if (i0 % B == 0) static_cast<float*>(t.scale[k])[i0 / B] = a;
       }
+  }
+};
+
+/// The traits every element kind that reads a gradient shares. Block formats (kBlockState):
+/// tiles of one block group share an absmax, and tensors below the size threshold run the
+/// kind's `Small` (the same math with the format's small-tensor format).
+template <class Rule, class Format, class PT, Rounding PR>
+struct GradKindTraits {
+  using S = typename Format::Stored;
+  using Scalars = typename Rule::Scalars;
+  using Args = NoArgs;
+  using State = Format;
+  static constexpr bool kRandom =
+      Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
+  static constexpr bool kBlockState = !Format::kElementwise;
+};
+
+/// What a gradient-reading tile holds: N parameters, N gradients and the moments M, loaded
+/// together. VecP / VecG: param / gradient of this tensor are 16-byte aligned (and i0 % N == 0);
+/// state is allocated 256-byte aligned, so it is vector-loaded whenever i0 % N == 0. `valid` < N
+/// when the tensor ends inside the tile (block formats only: elementwise tails go through
+/// scalar_range).
+template <class PT, class GT, class M, int N>
+struct GradTile {
+  PT p[N];
+  GT g[N];
+  M m;
+
+  template <bool VecP, bool VecG, bool VecS>
+  ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid = N) {
+    io::load_tile<VecP>(static_cast<const PT*>(t.param) + i0, p, valid);
+    io::load_tile<VecG>(static_cast<const GT*>(t.grad) + i0, g, valid);
+    m.template load<VecS>(t, i0, valid);
   }
 };
 
 /// The element math of one composition for one (param dtype, grad dtype, param rounding), with
 /// the gradient read from the gradient tensor (grad::Backprop).
 template <class Rule, class Format, class PT, class GT, Rounding PR>
-struct ElementStep {
+struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
   static constexpr int K = Rule::kMoments;
-  using S = typename Format::Stored;
-  using Scalars = typename Rule::Scalars;
-  using Args = NoArgs;
-  static constexpr bool kRandom =
-      Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
-  /// Block formats: tiles of one block group share an absmax; tensors below the size threshold
-  /// run `Small` (the same math with the format's small-tensor format).
-  static constexpr bool kBlockState = !Format::kElementwise;
-  using State = Format;
+  using typename GradKindTraits<Rule, Format, PT, PR>::S;
+  using typename GradKindTraits<Rule, Format, PT, PR>::Scalars;
+  using typename GradKindTraits<Rule, Format, PT, PR>::Args;
+  using GradKindTraits<Rule, Format, PT, PR>::kRandom;
+  using GradKindTraits<Rule, Format, PT, PR>::kBlockState;
   using Small = ElementStep<Rule, typename SmallFormat<Format>::type, PT, GT, PR>;
 
   /// Tile width of the CUDA executor: 16 bytes of the narrowest stored type, so that every
@@ -283,27 +313,12 @@ struct ElementStep {
                                                 : (sizeof(GT) < sizeof(S) ? sizeof(GT) : sizeof(S));
   static constexpr int kVec = kBlockState ? ALLOY_BLOCK_TILE : int(16 / kNarrowest);
 
-  /// A tile of N consecutive elements starting at index i0 of one tensor; `valid` < N when the
-  /// tensor ends inside it (block formats only: elementwise tails go through scalar_range).
+  /// A tile of N consecutive elements starting at index i0 of one tensor.
   template <int N>
-  struct Tile {
-    PT p[N];
-    GT g[N];
-    Moments<Format, K, N> m;
-
-    /// VecP / VecG: param / gradient of this tensor are 16-byte aligned (and i0 % N == 0).
-    /// State is allocated 256-byte aligned, so it is vector-loaded whenever i0 % N == 0.
-    template <bool VecP, bool VecG, bool VecS>
-    ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid = N) {
-      if (valid == N) {
-        io::load<VecP>(static_cast<const PT*>(t.param) + i0, p);
-        io::load<VecG>(static_cast<const GT*>(t.grad) + i0, g);
-      } else {
-        io::load_n(static_cast<const PT*>(t.param) + i0, p, valid);
-        io::load_n(static_cast<const GT*>(t.grad) + i0, g, valid);
-      }
-      m.template load<VecS>(t, i0, valid);
-    }
+  struct Tile : GradTile<PT, GT, Moments<Format, K, N>, N> {
+    using GradTile<PT, GT, Moments<Format, K, N>, N>::p,
+        GradTile<PT, GT, Moments<Format, K, N>, N>::g,
+        GradTile<PT, GT, Moments<Format, K, N>, N>::m;
 
     template <bool VecP, bool VecS, class Group = Solo>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
@@ -322,11 +337,57 @@ struct ElementStep {
         p[j] = round_to<PT, PR>(pj, r.v[0]);
         for (int k = 0; k < K; ++k) m.put(k, j, mj[k], r.v[1 + k]);
       }
-      if (valid == N) io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
-      else io::store_n(static_cast<PT*>(t.param) + i0, p, valid);
+      io::store_tile<VecP>(static_cast<PT*>(t.param) + i0, p, valid);
       m.template store<VecS, Group>(t, i0, pass.tables, valid);
     }
   };
+};
+
+/// share::PerBlock: the rule's element math with the second moment read from the tensor's block
+/// values (state[1], one fp32 per share_block elements, already advanced this step by the
+/// statistics pass); the first moment goes through the state format.
+template <class Rule, class Format, class PT, class GT, Rounding PR>
+struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
+  using typename GradKindTraits<Rule, Format, PT, PR>::Scalars;
+  using typename GradKindTraits<Rule, Format, PT, PR>::Args;
+  using GradKindTraits<Rule, Format, PT, PR>::kRandom;
+  using Small = SharedStep<Rule, typename SmallFormat<Format>::type, PT, GT, PR>;
+  static constexpr int kVec = ElementStep<Rule, Format, PT, GT, PR>::kVec;
+
+  template <int N>
+  struct Tile : GradTile<PT, GT, Moments<Format, 1, N>, N> {
+    using GradTile<PT, GT, Moments<Format, 1, N>, N>::p,
+        GradTile<PT, GT, Moments<Format, 1, N>, N>::g,
+        GradTile<PT, GT, Moments<Format, 1, N>, N>::m;
+
+    template <bool VecP, bool VecS, class Group = Solo>
+    ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
+                               const Pass<Args>& pass, int valid = N) {
+      const RandomStream rng = pass.rounding(t.key);
+      const float* shared = static_cast<const float*>(t.state[1]);
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+      for (int j = 0; j < N; ++j) {
+        float pj = to_float(p[j]);
+        float m0 = m.get(0, j, pass.tables);
+        const float v = j < valid ? shared[(i0 + std::uint64_t(j)) / t.share_block] : 0.f;
+        Rule::update_given_second(s, pj, to_float(g[j]), m0, v);
+        Philox4x32 r{{0, 0, 0, 0}};
+        if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
+        p[j] = round_to<PT, PR>(pj, r.v[0]);
+        m.put(0, j, m0, r.v[1]);
+      }
+      io::store_tile<VecP>(static_cast<PT*>(t.param) + i0, p, valid);
+      m.template store<VecS, Group>(t, i0, pass.tables, valid);
+    }
+  };
+};
+
+template <class Rule, class Format>
+struct SharedKind {
+  template <class PT, class GT, Rounding PR>
+  using type = SharedStep<Rule, Format, PT, GT, PR>;
 };
 
 /// Elements [begin, end) of tensor t one at a time, for any element kind E (tensor edges, and
@@ -345,8 +406,7 @@ ALLOY_HD void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint6
 template <class E>
 inline constexpr bool kBlockKind = false;
 template <class E>
-requires(bool(E::kBlockState))
-inline constexpr bool kBlockKind<E> = true;
+requires(bool(E::kBlockState)) inline constexpr bool kBlockKind<E> = true;
 
 /// Names ElementStep for the executors: Kind<Rule, Format>::type<PT, GT, PR>.
 template <class Rule, class Format>

@@ -233,8 +233,7 @@ struct ZoUpdate {
 
     template <bool VecP, bool, bool VecS>
     ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid = N) {
-      if (valid == N) io::load<VecP>(static_cast<const PT*>(t.param) + i0, p);
-      else io::load_n(static_cast<const PT*>(t.param) + i0, p, valid);
+      io::load_tile<VecP>(static_cast<const PT*>(t.param) + i0, p, valid);
       m.template load<VecS>(t, i0, valid);
     }
 
@@ -303,8 +302,7 @@ struct ZoUpdate {
         p[j] = round_to<PT, PR>(pj[j], r.v[0]);
         for (int k = 0; k < K; ++k) m.put(k, j, mj[k], r.v[1 + k]);
       }
-      if (valid == N) io::store<VecP>(static_cast<PT*>(t.param) + i0, p);
-      else io::store_n(static_cast<PT*>(t.param) + i0, p, valid);
+      io::store_tile<VecP>(static_cast<PT*>(t.param) + i0, p, valid);
       m.template store<VecS, Group>(t, i0, pass.tables, valid);
     }
   };

@@ -76,11 +76,21 @@ struct AdamW {
 
   /// One element. m[0] is the first moment, m[1] the second.
   ALLOY_HD static void update(const Scalars& s, float& p, float g, float (&m)[kMoments]) {
+    m[1] = second_moment(s, m[1], fp::mul(g, g));
+    update_given_second(s, p, g, m[0], m[1]);
+  }
+
+  /// The second-moment EMA, v <- beta2 v + (1 - beta2) g2, where g2 is g^2 of one element or a
+  /// block statistic (share::PerBlock: the block's mean of g^2, Adam-mini).
+  ALLOY_HD static float second_moment(const Scalars& s, float v, float g2) {
+    return fp::add(fp::mul(s.beta2, v), fp::mul(s.one_minus_beta2, g2));
+  }
+  /// The first moment and the parameter, given this step's (already updated) second moment v.
+  ALLOY_HD static void update_given_second(const Scalars& s, float& p, float g, float& m, float v) {
     g = fp::mul(g, s.grad_sign);
-    m[0] = fp::add(fp::mul(s.beta1, m[0]), fp::mul(s.one_minus_beta1, g));
-    m[1] = fp::add(fp::mul(s.beta2, m[1]), fp::mul(s.one_minus_beta2, fp::mul(g, g)));
-    const float denom = fp::add(fp::div(fp::sqrt(m[1]), s.sqrt_bc2), s.eps);
-    p = fp::sub(fp::mul(p, s.decay), fp::mul(s.step_size, fp::div(m[0], denom)));
+    m = fp::add(fp::mul(s.beta1, m), fp::mul(s.one_minus_beta1, g));
+    const float denom = fp::add(fp::div(fp::sqrt(v), s.sqrt_bc2), s.eps);
+    p = fp::sub(fp::mul(p, s.decay), fp::mul(s.step_size, fp::div(m, denom)));
   }
 };
 

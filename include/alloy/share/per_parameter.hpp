@@ -7,8 +7,7 @@ ALLOY_NAMESPACE_BEGIN
 namespace share {
 
 /// Each parameter element has its own moments; the rule sees g and g^2 of that element.
-/// The sharing policy that Adam-mini needs ([adam-mini], `PerBlock`) sets
-/// kSharesSecondMoment = true and feeds a block statistic instead.
+/// share::PerBlock (Adam-mini) sets kSharesSecondMoment = true and feeds a block statistic.
 struct PerParameter {
   static constexpr const char* kName = "PerParameter";
   static constexpr bool kIsSharePolicy = true;

@@ -22,8 +22,8 @@ struct alignas(16) Int8Tables {
 
 /// The tables of bitsandbytes' "dynamic" (signed) and "udynamic" (unsigned) maps, built once.
 inline const Int8Tables& int8_tables() {
-  static const Int8Tables t{{make_codebook_tables(dynamic_map(true)),
-                             make_codebook_tables(dynamic_map(false))}};
+  static const Int8Tables t{
+      {make_codebook_tables(dynamic_map(true)), make_codebook_tables(dynamic_map(false))}};
   return t;
 }
 
@@ -77,9 +77,7 @@ struct Int8Blockwise {
   }
   /// The scale a block's values are multiplied by before encoding: 1 / absmax (0 for an
   /// all-zero block).
-  ALLOY_HD static float inverse(float absmax) {
-    return absmax > 0.f ? fp::div(1.f, absmax) : 0.f;
-  }
+  ALLOY_HD static float inverse(float absmax) { return absmax > 0.f ? fp::div(1.f, absmax) : 0.f; }
   ALLOY_HD static std::uint8_t encode(const Tables& t, int k, float x, float inv) {
     return k == 0 ? encode_nearest<true>(t.map[0], fp::mul(x, inv))
                   : encode_nearest<false>(t.map[1], fp::mul(x, inv));

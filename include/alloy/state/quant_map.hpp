@@ -29,7 +29,8 @@ struct QuantMap {
 /// negated, when signed), plus 0 and 1.0, sorted. linspace is computed as torch's CPU kernel
 /// does, with one rounding per boundary: step = (end - start) / (n - 1) in fp32, then
 /// fma(step, j, start) for the first half and fma(-step, n - 1 - j, end) for the second. These
-/// bits equal bitsandbytes 0.50.2's maps entry for entry (bench/int8_parity.py, docs/policies/int8.md).
+/// bits equal bitsandbytes 0.50.2's maps entry for entry (bench/int8_parity.py,
+/// docs/policies/int8.md).
 inline QuantMap dynamic_map(bool is_signed) {
   QuantMap m{{}, is_signed};
   int k = 0;
@@ -100,7 +101,7 @@ ALLOY_HD std::uint8_t encode_nearest(const CodebookTables& t, float x, int* step
   const bool neg = x < 0.f;
   if (!(x == x) || (!Signed && neg)) return std::uint8_t(zero);
   const int top = neg ? 2 * zero : 255;  // the largest magnitude of this sign
-  float a = fp::abs(x);  // +-0 -> +0: the bucket reads the bits
+  float a = fp::abs(x);                  // +-0 -> +0: the bucket reads the bits
   if (a > t.code[top]) a = t.code[top];
   int c = t.start[magnitude_bucket(a)];
   int taken = 0;
@@ -129,8 +130,8 @@ inline CodebookTables make_codebook_tables(const QuantMap& m) {
     else if (b > 0) {
       const int e = (b - 1) / (1 << CodebookTables::kMantBits) - CodebookTables::kMinExp;
       const int mant = (b - 1) % (1 << CodebookTables::kMantBits);
-      lo = bits_float(std::uint32_t(e + 127) << 23 |
-                      std::uint32_t(mant) << (23 - CodebookTables::kMantBits));
+      lo = bits_float(std::uint32_t(e + 127) << 23 | std::uint32_t(mant)
+                                                         << (23 - CodebookTables::kMantBits));
     }
     int c = zero;
     while (c + 1 < 256 && m.code[c + 1] <= lo) ++c;

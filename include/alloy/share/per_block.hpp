@@ -1,0 +1,50 @@
+// Moment sharing PerBlock (Adam-mini): one second moment per block of consecutive elements.
+#pragma once
+
+#include <cstdint>
+
+#include "../core/fpmath.hpp"
+#include "../core/macros.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+namespace share {
+
+/// Adam-mini's moment sharing (Zhang et al., "Adam-mini: Use Fewer Learning Rates To Gain
+/// More", ICLR 2025): the elements of a block share one second moment, an EMA of the block's
+/// mean of g^2 over this step's gradient:
+///
+///     v_b <- beta2 v_b + (1 - beta2) * mean_{i in b} g_i^2        (once per block)
+///     then every element of b steps as the rule does with v = v_b (AdamW: m per element).
+///
+/// Blocks are Param::share_block consecutive elements (0: the whole tensor); the partition
+/// helper share::adam_mini_partition assigns them as the official release 1.1.1 does. v_b is kept
+/// in fp32 whatever the state format of the first moment (one float per block). Blocks of one
+/// element are AdamW exactly (bitwise).
+struct PerBlock {
+  static constexpr const char* kName = "PerBlock";
+  static constexpr bool kIsSharePolicy = true;
+  static constexpr bool kSharesSecondMoment = true;
+};
+
+/// The fixed summation order of a block's sum of squares, the same on every executor (DESIGN's
+/// numerics contract): 256 lanes; lane l accumulates, in increasing index, the elements i with
+/// (i / 8) % 256 == l (fp32 adds of fp32 squares); then lanes combine by a tree,
+/// a[l] += a[l + h] for h = 128, 64, ..., 1. Returns the mean, sum / n, rounded from double.
+inline constexpr int kSumLanes = 256;
+inline constexpr int kSumRun = 8;
+
+template <class Load>
+float block_mean_sq(std::uint64_t n, Load&& load) {
+  float a[kSumLanes] = {};
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const float g = load(i);
+    float& acc = a[(i / kSumRun) % kSumLanes];
+    acc = fp::add(acc, fp::mul(g, g));
+  }
+  for (int h = kSumLanes / 2; h >= 1; h /= 2)
+    for (int l = 0; l < h; ++l) a[l] = fp::add(a[l], a[l + h]);
+  return float(double(a[0]) / double(n));
+}
+
+}  // namespace share
+ALLOY_NAMESPACE_END
