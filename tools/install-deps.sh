@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what building and testing alloy needs, from Debian/Ubuntu packages: cmake, g++, make
-# and doctest-dev (the test framework). Does nothing when they are all present. Never installs
+# Installs what building and testing alloy needs, from Debian/Ubuntu packages: cmake, g++, make,
+# doctest-dev (the test framework) and fortunes-min (the demo's text corpus). Does nothing when they are all present. Never installs
 # CUDA: with nvcc on PATH (or in /usr/local/cuda/bin) the build also compiles the CUDA tests and
 # examples for sm_90; without it the build is host-only.
 set -euo pipefail
 
-packages=(cmake g++ make doctest-dev)
+packages=(cmake g++ make doctest-dev fortunes-min)
 
 if dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   echo "install-deps: ${packages[*]} already installed"
