@@ -45,26 +45,28 @@ struct Config {
   std::string out = "demo-out";
   std::string device = "host";
   std::vector<std::string> compositions;  // empty: all
-  int steps = 100;
-  int batch = 16;
+  int steps = 200;
+  int batch = 24;
   int hidden = 1600;
   int context = 16;
   int embed = 24;
   std::uint64_t seed = 1;
+  bool int8_embeddings = false;
 };
 
 const char* kUsage =
     "usage: 03_train_lm [options]\n"
     "  --corpus PATH        a text file, or a directory of text files (default\n"
     "                       /usr/share/games/fortunes, Debian package fortunes-min)\n"
-    "  --steps N            optimizer steps per composition (default 100)\n"
+    "  --steps N            optimizer steps per composition (default 200)\n"
     "  --compositions LIST  comma-separated names (default: all); see below\n"
     "  --device host        where to train (host; the GPU configuration comes with the CUDA\n"
     "                       model kernels, docs/which_composition.md)\n"
     "  --out DIR            where to write losses.csv and losses.svg (default demo-out)\n"
-    "  --batch B            sequences per step (default 16)\n"
+    "  --batch B            sequences per step (default 24)\n"
     "  --hidden H           hidden units (default 1600: 1.03 M parameters)\n"
     "  --seed S             initial weights and batches (default 1)\n"
+    "  --int8-embeddings    8-bit state for the embedding too (default: fp32 for it)\n"
     "compositions: adamw-fp32 adamw-bf16 adamw-int8 sgd-momentum adam-mini-fp32\n"
     "              adam-mini-bf16 adam-mini-int8 mezo zo-adam\n";
 
@@ -114,6 +116,7 @@ Config parse(int argc, char** argv) {
     else if (k == "--batch") c.batch = int(number(value()));
     else if (k == "--hidden") c.hidden = int(number(value()));
     else if (k == "--seed") c.seed = std::uint64_t(number(value()));
+    else if (k == "--int8-embeddings") c.int8_embeddings = true;
     else die("unknown option '" + k + "' (try --help)");
   }
   if (c.device != "host")
@@ -129,7 +132,9 @@ Config parse(int argc, char** argv) {
 
 // ---------------------------------------------------------------------------------------------
 // Corpus: every regular text file under the path (fortune's .dat indexes skipped), in name
-// order, split 80 / 10 / 10 into training, fine-tuning and evaluation bytes.
+// order, cut into entries at lines holding a single "%" (fortune's separator; a plain text file
+// is cut at blank lines), and the entries dealt 8 / 1 / 1 into training, fine-tuning and
+// evaluation text, so that the three splits are samples of the same text.
 
 struct Corpus {
   std::vector<std::uint8_t> train, tune, eval;
@@ -154,16 +159,28 @@ Corpus load_corpus(const std::string& path) {
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     all.insert(all.end(), std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    all.push_back('\n');
   }
   if (all.size() < 20000)
     die("corpus '" + path + "' has only " + std::to_string(all.size()) +
         " bytes; the demo needs at least 20,000");
   Corpus c;
   c.files = files.size();
-  const std::size_t a = all.size() * 8 / 10, b = all.size() * 9 / 10;
-  c.train.assign(all.begin(), all.begin() + long(a));
-  c.tune.assign(all.begin() + long(a), all.begin() + long(b));
-  c.eval.assign(all.begin() + long(b), all.end());
+  std::vector<std::uint8_t>* split[10] = {&c.train, &c.train, &c.train, &c.train, &c.train,
+                                          &c.train, &c.train, &c.train, &c.tune,  &c.eval};
+  std::size_t entry = 0, begin = 0;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const bool eol = all[i] == '\n';
+    const bool sep = eol && i + 2 < all.size() &&
+                     ((all[i + 1] == '%' && all[i + 2] == '\n') || all[i + 1] == '\n');
+    if (sep || i + 1 == all.size()) {
+      auto& dst = *split[entry++ % 10];
+      dst.insert(dst.end(), all.begin() + long(begin), all.begin() + long(i + 1));
+      begin = i + 1;
+    }
+  }
+  if (c.tune.size() < 2000 || c.eval.size() < 2000)
+    die("corpus '" + path + "' has too few entries to split (" + std::to_string(entry) + ")");
   return c;
 }
 
@@ -398,6 +415,10 @@ Result first_order(const std::string& name, const Model& init, const Config& cfg
   alloy::Options o;
   o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};
   o.host_threads = threads;
+  // 8-bit state: the embedding keeps fp32 state (bitsandbytes' advice). Its rows for rare bytes
+  // get gradients seldom, and their second moments round to zero in 8-bit blocks shared with
+  // frequent bytes' rows; --int8-embeddings shows what that costs.
+  if (!cfg.int8_embeddings) o.fp32_state_names = {"embed"};
   const bool blocks = Share::kSharesSecondMoment;
   alloy::Optimizer<alloy::rule::AdamW, State, Share> opt(params_of(m, true, blocks),
                                                          {2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f}, o);
@@ -420,7 +441,7 @@ Result sgd_momentum(const Model& init, const Config& cfg, const Corpus& corpus,
   Model m = init;
   alloy::Options o;
   o.host_threads = threads;
-  alloy::Optimizer<alloy::rule::Sgd> opt(params_of(m, true, false), {0.1f, 0.9f, 0.f, 0.f}, o);
+  alloy::Optimizer<alloy::rule::Sgd> opt(params_of(m, true, false), {0.03f, 0.9f, 0.f, 0.f}, o);
   return train(
       "sgd-momentum", m, opt, cfg, corpus.train, corpus.eval, eval_starts, threads,
       [&](const std::vector<std::size_t>& starts, double& opt_ms) {
@@ -509,6 +530,9 @@ void write_svg(const std::string& path, const std::vector<Result>& rs, const std
     f.precision(2);
     f << v << "</text>\n";
   }
+  for (int k = 0; k <= 4; ++k)
+    f << "<text x='" << X(smax * k / 4.0) << "' y='" << Hh - Bm + 16 << "' text-anchor='middle'>"
+      << smax * k / 4 << "</text>\n";
   f << "<text x='" << (L + W - R) / 2 << "' y='" << Hh - 12
     << "' text-anchor='middle'>optimizer step (zeroth-order runs: fine-tuning steps from "
        "adamw-fp32's end)</text>\n";
@@ -537,9 +561,11 @@ int main(int argc, char** argv) {
       "alloy %s demo: byte-level MLP language model, %zu parameters (%d hidden), %d "
       "steps per composition, batch %d, host executor, %u threads\n",
       ALLOY_VERSION_STRING, init.params(), cfg.hidden, cfg.steps, cfg.batch, threads);
-  std::printf("corpus %s: %zu files, %zu / %zu / %zu bytes (train / fine-tune / held-out)\n",
-              cfg.corpus.c_str(), corpus.files, corpus.train.size(), corpus.tune.size(),
-              corpus.eval.size());
+  std::printf(
+      "corpus %s: %zu files, %zu / %zu / %zu bytes (train / fine-tune / held-out "
+      "entries, dealt 8 / 1 / 1)\n",
+      cfg.corpus.c_str(), corpus.files, corpus.train.size(), corpus.tune.size(),
+      corpus.eval.size());
   const auto eval_starts = fixed_starts(corpus.eval, 256, cfg.context, cfg.seed + 99);
   const auto want = [&](const std::string& n) {
     return std::find(cfg.compositions.begin(), cfg.compositions.end(), n) != cfg.compositions.end();

@@ -154,7 +154,11 @@ class Optimizer {
     const Device where =
         Exec::kKind == Device::Kind::cuda ? fresh.front().param.device : Device::host();
     for (Record& r : fresh) {
-      if constexpr (kBlockState) r.small = r.param.numel < options_.min_quantized_numel;
+      if constexpr (kBlockState) {
+        r.small = r.param.numel < options_.min_quantized_numel;
+        for (const auto& pat : options_.fp32_state_names)
+          if (!pat.empty() && r.name.find(pat) != std::string::npos) r.small = true;
+      }
       for (int k = 0; k < r.moments; ++k) {
         if (!per_element(k)) {  // share::PerBlock: one fp32 second moment per block
           r.state[k] = detail::Buffer(alloc_, r.param.numel / r.share_block * sizeof(float), where);
@@ -438,7 +442,8 @@ class Optimizer {
     backend_.read_state(q.absmax.data(), r.scale[k].get(), r.scale[k].bytes());
     return q;
   }
-  /// Whether tensor t's state is quantized (block formats: numel >= min_quantized_numel).
+  /// Whether tensor t's state is quantized (block formats: numel >= min_quantized_numel and the
+  /// name matches no Options::fp32_state_names).
   bool quantized(std::size_t t) const {
     check_index(t);
     return kBlockState && !records_[t].small;

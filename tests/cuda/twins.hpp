@@ -130,19 +130,19 @@ class GuardedAllocator final : public alloy::Allocator {
 };
 
 /// Host and CUDA optimizers over the same arenas, stepped together; compares every byte.
-template <class Rule, class Format>
+template <class Rule, class Format, class Share = alloy::share::PerParameter>
 struct Twins {
   Arena hp, hg;  // parameters and gradients (host and device twins inside)
-  using HostOpt =
-      alloy::Optimizer<Rule, Format, alloy::share::PerParameter, alloy::grad::Backprop, Host>;
-  using CudaOpt = alloy::cuda::Optimizer<Rule, Format>;
+  using HostOpt = alloy::Optimizer<Rule, Format, Share, alloy::grad::Backprop, Host>;
+  using CudaOpt = alloy::cuda::Optimizer<Rule, Format, Share>;
   std::unique_ptr<HostOpt> host;
   std::unique_ptr<CudaOpt> cuda;
   std::mt19937_64 rng;
 
   Twins(const std::vector<std::uint64_t>& sizes, DType p, DType g, const typename Rule::Hyper& h,
         Options o, const std::vector<int>& mis_p = {}, const std::vector<int>& mis_g = {},
-        bool reverse_order = false, std::uint64_t seed = 5)
+        bool reverse_order = false, std::uint64_t seed = 5,
+        const std::vector<std::uint64_t>& share_blocks = {})
       : hp(p, sizes, mis_p), hg(g, sizes, mis_g), rng(seed) {
     hp.fill(rng, 1.0);
     hp.upload();
@@ -151,10 +151,12 @@ struct Twins {
       const std::size_t i = reverse_order ? sizes.size() - 1 - k : k;
       const std::string n = "w" + std::to_string(i);
       devp.push_back({hp.dev_view(i, n), hg.dev_view(i, n + ".g")});
+      if (!share_blocks.empty()) devp.back().share_block = share_blocks[i];
     }
     for (std::size_t i = 0; i < sizes.size(); ++i) {
       const std::string n = "w" + std::to_string(i);
       hostp.push_back({hp.host_view(i, n), hg.host_view(i, n + ".g")});
+      if (!share_blocks.empty()) hostp.back().share_block = share_blocks[i];
     }
     Options ho = o;
     ho.allocator = nullptr;  // the host twin uses the host allocator

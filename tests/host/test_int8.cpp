@@ -219,6 +219,17 @@ TEST_CASE("Int8Blockwise: exact state accounting, threshold per whole tensor, co
   // Fresh state decodes to zero; a threshold of 0 quantizes everything.
   for (int k = 0; k < 2; ++k)
     for (float x : opt.moment(4, k)) CHECK(x == 0.f);
+  // Names listed in fp32_state_names keep fp32 state whatever their size.
+  alloy::Options named;
+  named.fp32_state_names = {"w5", "embed"};
+  Tensors t3 = make_tensors({65536, 100003}, 6);
+  alloy::Optimizer<alloy::rule::AdamW, Int8> some(t3.params(), {}, named);  // names w0, w1
+  CHECK(some.quantized(0));
+  CHECK(some.quantized(1));
+  Tensors t4 = make_tensors({65536}, 6);
+  alloy::Optimizer<alloy::rule::AdamW, Int8> kept(t4.params("model.embed_tokens."), {}, named);
+  CHECK_FALSE(kept.quantized(0));
+  CHECK(kept.state_bytes() == 65536 * 8 + 4);
   alloy::Options o;
   o.min_quantized_numel = 0;
   Tensors t2 = make_tensors({1, 300}, 4);

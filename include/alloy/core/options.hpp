@@ -34,6 +34,10 @@ struct Options {
   /// Block-quantized state formats (state::Int8Blockwise): tensors with fewer elements keep
   /// fp32 state (as bitsandbytes' min_8bit_size; judged on the whole tensor).
   std::uint64_t min_quantized_numel = 4096;
+  /// Block-quantized state formats: tensors whose name contains one of these keep fp32 state
+  /// whatever their size (bitsandbytes' advice for embeddings, whose rarely updated rows have
+  /// second moments that 8-bit blocks round to zero; docs/policies/int8.md).
+  std::vector<std::string> fp32_state_names;
   /// Zeroth-order (grad::Spsa): perturbation size eps and directions per step (1 .. 8).
   float zo_eps = 1e-3f;
   unsigned zo_directions = 1;

@@ -16,6 +16,7 @@
 #include "../core/allocator.hpp"
 #include "../core/error.hpp"
 #include "../core/options.hpp"
+#include "../share/per_block.hpp"
 #include "dispatch.hpp"
 #include "plan.hpp"
 #include "tile.hpp"
@@ -226,6 +227,70 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/// share::PerBlock: the tensors whose blocks the statistics pass visits, with the global index
+/// of each tensor's first block.
+struct SharedSpan {
+  std::uint32_t tensor;
+  std::uint32_t pad_;
+  std::uint64_t block_begin;
+};
+
+template <class GT>
+__device__ __forceinline__ float sum_sq_lane(const GT* g, std::uint64_t n, unsigned lane) {
+  // Lane l accumulates, in increasing index, the elements i with (i / 8) % 256 == l: the order
+  // of share::block_mean_sq.
+  float acc = 0.f;
+  for (std::uint64_t r = std::uint64_t(lane) * share::kSumRun; r < n;
+       r += std::uint64_t(share::kSumLanes) * share::kSumRun)
+#pragma unroll
+    for (int k = 0; k < share::kSumRun; ++k)
+      if (r + k < n) {
+        const float x = to_float(g[r + k]);
+        acc = fp::add(acc, fp::mul(x, x));
+      }
+  return acc;
+}
+
+/// share::PerBlock statistics pass: one thread block per sharing block (grid-stride), the block's
+/// mean of g^2 in share::block_mean_sq's order (lanes, then the same tree), then
+/// v_b <- Rule::second_moment(v_b, mean). Bitwise equal to the host executor's.
+template <class Rule>
+__global__ void __launch_bounds__(share::kSumLanes)
+    shared_stats_kernel(const TensorEntry* entries, const SharedSpan* spans, std::uint32_t nspans,
+                        std::uint64_t total, const typename Rule::Scalars* scalars) {
+  __shared__ float part[share::kSumLanes];
+  const unsigned lane = threadIdx.x;
+  for (std::uint64_t gb = blockIdx.x; gb < total; gb += gridDim.x) {
+    std::uint32_t lo = 0, hi = nspans;  // the last span with block_begin <= gb
+    while (hi - lo > 1) {
+      const std::uint32_t mid = (lo + hi) / 2;
+      if (spans[mid].block_begin <= gb) lo = mid;
+      else hi = mid;
+    }
+    const TensorEntry& e = entries[spans[lo].tensor];
+    const std::uint64_t b = gb - spans[lo].block_begin, n = e.share_block;
+    const std::uint64_t base = b * n;
+    float acc = 0.f;
+    if (e.grad_dtype == std::uint8_t(DType::f32))
+      acc = sum_sq_lane(static_cast<const float*>(e.grad) + base, n, lane);
+    else if (e.grad_dtype == std::uint8_t(DType::bf16))
+      acc = sum_sq_lane(static_cast<const bf16*>(e.grad) + base, n, lane);
+    else acc = sum_sq_lane(static_cast<const fp16*>(e.grad) + base, n, lane);
+    part[lane] = acc;
+    __syncthreads();
+    for (unsigned h = share::kSumLanes / 2; h >= 1; h /= 2) {
+      if (lane < h) part[lane] = fp::add(part[lane], part[lane + h]);
+      __syncthreads();
+    }
+    if (lane == 0) {
+      float* v = static_cast<float*>(e.state[1]);
+      const float mean = float(__ddiv_rn(double(part[0]), double(n)));
+      v[b] = Rule::second_moment(scalars[spans[lo].tensor], v[b], mean);
+    }
+    __syncthreads();  // part[] is reused by the next block
+  }
+}
+
 /// Advances the step count of every active tensor and computes its scalars for this step from
 /// its group's hyperparameters (device memory, so a captured graph sees changed values).
 template <class Rule>
@@ -257,10 +322,12 @@ struct Cuda {
 
 template <class Rule, class Format, class Share, class Grad>
 class Cuda::Backend {
+#ifndef ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK
   static_assert(!Share::kSharesSecondMoment,
-                "alloy: share::PerBlock runs on the host executor so far; its CUDA kernels (one "
-                "pass per block where it fits, block statistics first where not) are the next "
-                "step of [adam-mini] (docs/policies/per_block.md)");
+                "alloy: share::PerBlock runs on the host executor; its CUDA path (a block "
+                "statistics pass, then the update) is written but not yet tested on a GPU: "
+                "define ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK to try it (docs/policies/per_block.md)");
+#endif
   using Hyper = typename Rule::Hyper;
   using Scalars = typename Rule::Scalars;
 
@@ -324,6 +391,17 @@ class Cuda::Backend {
       ALLOY_CUDA_CHECK(cudaMemcpy(next.global_step.get(), tables_.global_step.get(),
                                   sizeof(std::uint32_t), cudaMemcpyDeviceToDevice));
     else ALLOY_CUDA_CHECK(cudaMemset(next.global_step.get(), 0, sizeof(std::uint32_t)));
+    if constexpr (Share::kSharesSecondMoment) {
+      std::vector<SharedSpan> spans;
+      for (std::uint32_t t = 0; t < entries.size(); ++t)
+        if ((entries[t].flags & kTensorActive) && entries[t].share_block) {
+          spans.push_back(SharedSpan{t, 0, next.shared_total});
+          next.shared_total += entries[t].numel / entries[t].share_block;
+        }
+      next.shared_count = std::uint32_t(spans.size());
+      next.shared_spans = upload(spans, dev);
+    }
+    sms_ = sms;
     if constexpr (!Format::kElementwise) {
       if (tables_.format_tables.bytes()) next.format_tables = std::move(tables_.format_tables);
       else next.format_tables = upload(std::vector<typename Format::Tables>{Format::tables()}, dev);
@@ -378,7 +456,9 @@ class Cuda::Backend {
 
   /// A step of the rule over gradient tensors (grad::Backprop).
   void step(Stream s) {
-    run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s);
+    if constexpr (Share::kSharesSecondMoment)
+      run<SharedKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s);
+    else run<BackpropKind<Rule, Format>>(NoArgs{}, true, std::uint8_t(Purpose::rounding), s);
   }
 
   /// One pass of element kind Kind over every active tensor, enqueued on `stream`. `advance`: a
@@ -405,6 +485,17 @@ class Cuda::Backend {
           tables_.counts.template as<std::uint32_t>(), tables_.scalars.template as<Scalars>(),
           tables_.global_step.template as<std::uint32_t>());
       ALLOY_CUDA_CHECK(cudaGetLastError());
+      if constexpr (Share::kSharesSecondMoment) {
+        if (tables_.shared_total) {
+          const unsigned grid =
+              unsigned(std::min<std::uint64_t>(tables_.shared_total, std::uint64_t(sms_) * 8));
+          shared_stats_kernel<Rule><<<grid, share::kSumLanes, 0, stream>>>(
+              tables_.entries.template as<TensorEntry>(),
+              tables_.shared_spans.template as<SharedSpan>(), tables_.shared_count,
+              tables_.shared_total, tables_.scalars.template as<Scalars>());
+          ALLOY_CUDA_CHECK(cudaGetLastError());
+        }
+      }
     }
     for (const Launch& l : tables_.launches)
       dispatch_dtypes(l.param, l.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
@@ -453,7 +544,8 @@ class Cuda::Backend {
   std::size_t count_bytes() const { return tables_.counts.bytes(); }
   std::size_t overhead_bytes() const {
     std::size_t b = tables_.entries.bytes() + tables_.hypers.bytes() + tables_.scalars.bytes() +
-                    tables_.global_step.bytes() + tables_.format_tables.bytes();
+                    tables_.global_step.bytes() + tables_.format_tables.bytes() +
+                    tables_.shared_spans.bytes();
     for (const auto& l : tables_.launches) b += l.chunks.bytes() + l.worker_begin.bytes();
     return b;
   }
@@ -475,6 +567,9 @@ class Cuda::Backend {
   struct Tables {
     detail::Buffer entries, hypers, scalars, counts, global_step;
     detail::Buffer format_tables;  // block formats: their tables (codebooks), else empty
+    detail::Buffer shared_spans;   // share::PerBlock: active tensors and their first block
+    std::uint32_t shared_count = 0;
+    std::uint64_t shared_total = 0;  // blocks over all active tensors
     std::vector<Launch> launches;
   };
 
@@ -506,6 +601,7 @@ class Cuda::Backend {
   unsigned blocks_override_;
   std::shared_ptr<Allocator> alloc_;
   int device_ = 0;
+  int sms_ = 1;
   std::uint32_t num_tensors_ = 0;
   Tables tables_;
   std::vector<std::pair<std::size_t, Hyper>> pending_;

@@ -365,13 +365,19 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
                                const Pass<Args>& pass, int valid = N) {
       const RandomStream rng = pass.rounding(t.key);
       const float* shared = static_cast<const float*>(t.state[1]);
+      // Block of element i0 + j, advanced without a division per element.
+      std::uint64_t blk = i0 / t.share_block, into = i0 % t.share_block;
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
       for (int j = 0; j < N; ++j) {
         float pj = to_float(p[j]);
         float m0 = m.get(0, j, pass.tables);
-        const float v = j < valid ? shared[(i0 + std::uint64_t(j)) / t.share_block] : 0.f;
+        const float v = j < valid ? shared[blk] : 0.f;
+        if (++into == t.share_block) {
+          into = 0;
+          ++blk;
+        }
         Rule::update_given_second(s, pj, to_float(g[j]), m0, v);
         Philox4x32 r{{0, 0, 0, 0}};
         if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
