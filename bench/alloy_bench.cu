@@ -6,6 +6,9 @@
 // Every row is timed as the anchors are: refill the gradients with fresh random data, sync,
 // event, step(), event, sync; the first step is reported apart (ms_first); then --steps timed
 // steps, median/min/max. `alloy_graph` rows replay a captured step instead of calling step().
+// share::PerBlock's CUDA path is gated until GPU-tested (docs/policies/per_block.md); its rows
+// are measured here.
+#define ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK 1
 #include <alloy/alloy.cuh>
 
 #include <algorithm>
@@ -84,6 +87,7 @@ struct Reader {
 struct Workload {
   std::string name;
   std::vector<std::string> names;
+  std::vector<std::vector<std::int64_t>> shapes;
   std::vector<std::uint64_t> sizes;
   std::uint64_t params = 0;
 };
@@ -107,12 +111,17 @@ std::vector<Workload> read_workloads(const std::string& path,
       std::fprintf(stderr, "unknown workload '%s' in %s\n", name.c_str(), path.c_str());
       std::exit(2);
     }
-    Workload w{name, {}, {}, 0};
+    Workload w{name, {}, {}, {}, 0};
     const Json& shapes = it->second.obj.at("shapes");
     const Json& names = it->second.obj.at("names");
     for (std::size_t k = 0; k < shapes.arr.size(); ++k) {
       std::uint64_t n = 1;
-      for (const auto& d : shapes.arr[k].arr) n *= std::uint64_t(d.num);
+      std::vector<std::int64_t> shape;
+      for (const auto& d : shapes.arr[k].arr) {
+        n *= std::uint64_t(d.num);
+        shape.push_back(d.num);
+      }
+      w.shapes.push_back(shape);
       w.sizes.push_back(n);
       w.names.push_back(names.arr[k].str);
       w.params += n;
@@ -256,8 +265,11 @@ Row time_row(const std::function<void()>& refill, const std::function<void()>& s
 /// --only: run the compositions whose name contains this text (all when empty).
 std::string g_only;
 
+/// Adam-mini's partition of a workload (Llama-3.2-1B: dim 2048, 32 heads, 8 key/value heads).
+const alloy::share::AdamMiniConfig kLlama1b{2048, 32, 8, false};
+
 /// Times one composition on one workload and dtype (and its graph replay).
-template <class Rule, class State, class T>
+template <class Rule, class State, class T, class Share = alloy::share::PerParameter>
 void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
            double bytes_per_param, const std::string& comp, std::vector<Row>& rows) {
   if (comp.find(g_only) == std::string::npos) return;
@@ -271,8 +283,14 @@ void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double c
                                         alloy::Device::cuda(0), w.names[k]),
                   alloy::TensorView::of(static_cast<T*>(buf.g) + buf.offset[k], w.sizes[k],
                                         alloy::Device::cuda(0), w.names[k] + ".grad")});
+    if constexpr (Share::kSharesSecondMoment)
+      ps.back().share_block =
+          alloy::share::adam_mini_partition(w.names[k], w.shapes[k], kLlama1b).spec.block_size;
   }
-  alloy::cuda::Optimizer<Rule, State> opt(ps, h);
+  alloy::Options o;
+  if constexpr (Share::kSharesSecondMoment)
+    o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};  // the official mask
+  alloy::cuda::Optimizer<Rule, State, Share> opt(ps, h, o);
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   std::uint32_t fills = 0;  // fresh gradients before every step
@@ -424,6 +442,14 @@ int main(int argc, char** argv) {
         bench<alloy::rule::Sgd, alloy::state::Fp32, float>(w, sgd, steps, copy_gbs,
                                                            floor_bytes(4, 4, 1, 4),
                                                            "Sgd/Fp32/PerParameter/Backprop", rows);
+        if (w.name == "llama1b") {  // Adam-mini: m per element (K = 1 at the floor)
+          bench<alloy::rule::AdamW, alloy::state::Fp32, float, alloy::share::PerBlock>(
+              w, adam, steps, copy_gbs, floor_bytes(4, 4, 1, 4), "AdamW/Fp32/PerBlock/Backprop",
+              rows);
+          bench<alloy::rule::AdamW, alloy::state::Int8Blockwise<>, float, alloy::share::PerBlock>(
+              w, adam, steps, copy_gbs, floor_bytes(4, 4, 1, 1),
+              "AdamW/Int8Blockwise/PerBlock/Backprop", rows);
+        }
         if (zo) bench_zo<float>(w, steps, copy_gbs, rows);
       } else if (dt == "bf16") {
         bench<alloy::rule::AdamW, alloy::state::Fp32, alloy::bf16>(
@@ -438,6 +464,14 @@ int main(int argc, char** argv) {
         bench<alloy::rule::Sgd, alloy::state::Fp32, alloy::bf16>(
             w, sgd, steps, copy_gbs, floor_bytes(2, 2, 1, 4), "Sgd/Fp32/PerParameter/Backprop",
             rows);
+        if (w.name == "llama1b") {
+          bench<alloy::rule::AdamW, alloy::state::Bf16<>, alloy::bf16, alloy::share::PerBlock>(
+              w, adam, steps, copy_gbs, floor_bytes(2, 2, 1, 2), "AdamW/Bf16/PerBlock/Backprop",
+              rows);
+          bench<alloy::rule::AdamW, alloy::state::Int8Blockwise<>, alloy::bf16,
+                alloy::share::PerBlock>(w, adam, steps, copy_gbs, floor_bytes(2, 2, 1, 1),
+                                        "AdamW/Int8Blockwise/PerBlock/Backprop", rows);
+        }
         if (zo) bench_zo<alloy::bf16>(w, steps, copy_gbs, rows);
       } else {
         std::fprintf(stderr, "unknown dtype %s\n", dt.c_str());

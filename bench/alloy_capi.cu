@@ -7,8 +7,14 @@
 //   alloy_capi_step(handle)              enqueued on the legacy default stream (as torch's)
 //   alloy_capi_state_bytes(handle), alloy_capi_codebook(k, out256), alloy_capi_destroy(handle)
 //
-// composition: "adamw_fp32", "adamw_bf16", "adamw_int8". dtype: 0 fp32, 1 bf16 (params and grads
-// alike). Errors: create returns null / step returns -1, and alloy_capi_error() says why.
+// composition: "adamw_fp32", "adamw_bf16", "adamw_int8", and Adam-mini ("adam_mini_fp32",
+// "adam_mini_bf16", "adam_mini_int8": AdamW + PerBlock, blocks from share::adam_mini_partition,
+// created with alloy_capi_create_adam_mini, which also takes each tensor's rows and the model's
+// dim / heads). dtype: 0 fp32, 1 bf16 (params and grads alike). Errors: create returns null /
+// step returns -1, and alloy_capi_error() says why.
+//
+// PerBlock's CUDA path is still gated (docs/policies/per_block.md); this target enables it.
+#define ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK 1
 #include <alloy/alloy.cuh>
 
 #include <cstring>
@@ -25,13 +31,30 @@ struct Handle {
   virtual std::size_t state_bytes() const = 0;
 };
 
-template <class State>
+template <class State, class Share = alloy::share::PerParameter>
 struct AdamW final : Handle {
-  alloy::cuda::Optimizer<alloy::rule::AdamW, State> opt;
-  AdamW(std::vector<alloy::Param> p, const alloy::rule::AdamW::Hyper& h) : opt(std::move(p), h) {}
+  alloy::cuda::Optimizer<alloy::rule::AdamW, State, Share> opt;
+  AdamW(std::vector<alloy::Param> p, const alloy::rule::AdamW::Hyper& h, alloy::Options o = {})
+      : opt(std::move(p), h, std::move(o)) {}
   void step() override { opt.step(); }
   std::size_t state_bytes() const override { return opt.state_bytes(); }
 };
+
+std::vector<alloy::Param> make_params(int n, void** params, void** grads, const long long* numels,
+                                      const char** names, int dtype) {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  const alloy::DType dt = dtype == 0 ? alloy::DType::f32 : alloy::DType::bf16;
+  std::vector<alloy::Param> ps;
+  for (int i = 0; i < n; ++i) {
+    const std::string name = names && names[i] ? names[i] : "t" + std::to_string(i);
+    alloy::TensorView p(params[i], std::uint64_t(numels[i]), dt, alloy::Device::cuda(dev), name);
+    alloy::TensorView g(grads[i], std::uint64_t(numels[i]), dt, alloy::Device::cuda(dev),
+                        name + ".grad");
+    ps.push_back({p, g});
+  }
+  return ps;
+}
 }  // namespace
 
 extern "C" {
@@ -42,17 +65,7 @@ void* alloy_capi_create(const char* composition, int n, void** params, void** gr
                         const long long* numels, const char** names, int dtype, float lr,
                         float beta1, float beta2, float eps, float weight_decay) {
   try {
-    int dev = 0;
-    cudaGetDevice(&dev);
-    const alloy::DType dt = dtype == 0 ? alloy::DType::f32 : alloy::DType::bf16;
-    std::vector<alloy::Param> ps;
-    for (int i = 0; i < n; ++i) {
-      const std::string name = names && names[i] ? names[i] : "t" + std::to_string(i);
-      alloy::TensorView p(params[i], std::uint64_t(numels[i]), dt, alloy::Device::cuda(dev), name);
-      alloy::TensorView g(grads[i], std::uint64_t(numels[i]), dt, alloy::Device::cuda(dev),
-                          name + ".grad");
-      ps.push_back({p, g});
-    }
+    auto ps = make_params(n, params, grads, numels, names, dtype);
     const alloy::rule::AdamW::Hyper h{lr, beta1, beta2, eps, weight_decay, false};
     const std::string c = composition;
     std::unique_ptr<Handle> out;
@@ -60,6 +73,44 @@ void* alloy_capi_create(const char* composition, int n, void** params, void** gr
     else if (c == "adamw_bf16") out = std::make_unique<AdamW<alloy::state::Bf16<>>>(ps, h);
     else if (c == "adamw_int8") out = std::make_unique<AdamW<alloy::state::Int8Blockwise<>>>(ps, h);
     else alloy::detail::fail("unknown composition '", c, "'");
+    return out.release();
+  } catch (const std::exception& e) {
+    g_error = e.what();
+    return nullptr;
+  }
+}
+
+/// Adam-mini (AdamW + PerBlock) as the official release 1.1.1 partitions a model: rows[i] is
+/// tensor i's first dimension (numel for 1-D tensors); dim, n_heads, n_kv_heads the model's.
+/// Weight decay is masked for names containing "norm", "ln" or "bias", as the official code.
+void* alloy_capi_create_adam_mini(const char* composition, int n, void** params, void** grads,
+                                  const long long* numels, const long long* rows,
+                                  const char** names, int dtype, float lr, float beta1, float beta2,
+                                  float eps, float weight_decay, int dim, int n_heads,
+                                  int n_kv_heads) {
+  try {
+    auto ps = make_params(n, params, grads, numels, names, dtype);
+    const alloy::share::AdamMiniConfig cfg{dim, n_heads, n_kv_heads, false};
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::int64_t> shape = {rows[i]};
+      if (numels[i] != rows[i]) shape.push_back(numels[i] / rows[i]);
+      ps[std::size_t(i)].share_block =
+          alloy::share::adam_mini_partition(ps[std::size_t(i)].param.name, shape, cfg)
+              .spec.block_size;
+    }
+    const alloy::rule::AdamW::Hyper h{lr, beta1, beta2, eps, weight_decay, false};
+    alloy::Options o;
+    o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};
+    const std::string c = composition;
+    using alloy::share::PerBlock;
+    std::unique_ptr<Handle> out;
+    if (c == "adam_mini_fp32")
+      out = std::make_unique<AdamW<alloy::state::Fp32, PerBlock>>(ps, h, o);
+    else if (c == "adam_mini_bf16")
+      out = std::make_unique<AdamW<alloy::state::Bf16<>, PerBlock>>(ps, h, o);
+    else if (c == "adam_mini_int8")
+      out = std::make_unique<AdamW<alloy::state::Int8Blockwise<>, PerBlock>>(ps, h, o);
+    else alloy::detail::fail("unknown Adam-mini composition '", c, "'");
     return out.release();
   } catch (const std::exception& e) {
     g_error = e.what();

@@ -19,9 +19,12 @@ Anchors (--impls):
   bnb_adamw8bit   bitsandbytes.optim.AdamW8bit               AdamW/Int8Blockwise(bnb)
   bnb_adamw32     bitsandbytes.optim.AdamW(optim_bits=32)    AdamW/Fp32(bnb)
   mezo_loop       the official MeZO step loop, no forwards   Sgd/Spsa(MeZO loop)
+  adam_mini_official  adam_mini.Adam_mini (official 1.1.1)   AdamW/PerBlock(adam-mini)
 The bnb anchors need bitsandbytes (the carried 0.50.2 wheel); it is imported only when one of
 them is asked for. bnb calls torch.cuda.synchronize() after every parameter inside step(): that is
-part of its measured cost.
+part of its measured cost. adam_mini_official needs the carried adam-mini 1.1.1 wheel (pure
+Python), likewise imported only when asked for; it partitions by the workload's tensor names
+(llama1b: Llama-3.2-1B's dim 2048, 32 heads, 8 kv heads; flat: one whole-tensor block).
 
 To add an anchor: write make_<name>(params, hp) -> Anchor and register it in ANCHORS
 (a factory that also declares a `names` parameter gets the workload's tensor names).
@@ -226,6 +229,96 @@ def make_bnb_adamw32(params, hp):
     )
 
 
+ADAM_MINI_WHEEL = "adam-mini 1.1.1 (the wheel carried to the GPU machine)"
+# Substrings by which the official Adam-mini 1.1.1 sends a tensor to its query/key (per head) branch.
+ADAM_MINI_QK_NAMES = ("k_proj", "q_proj", "wq", "wk", "query", "key")
+# head_dim by hidden size, for Hugging Face Llama names (workloads.json records only names and
+# shapes, and a q_proj of [n_heads * head_dim, dim] does not tell n_heads from head_dim):
+# Llama-3.2-1B (the llama1b workload): hidden 2048, 32 heads, 8 kv heads, head_dim 64.
+LLAMA_HEAD_DIM = {2048: 64}
+
+
+def import_adam_mini():
+    """adam_mini.Adam_mini and its version, imported lazily so that the other anchors run where
+    the wheel is missing."""
+    try:
+        from adam_mini import Adam_mini
+    except Exception as e:  # ImportError, or its torch.distributed imports failing
+        raise RuntimeError(f"adam_mini_official needs {ADAM_MINI_WHEEL}; install it with "
+                           f"`pip install adam_mini-1.1.1-py3-none-any.whl` (import failed: "
+                           f"{type(e).__name__}: {e})") from e
+    from importlib.metadata import PackageNotFoundError, version
+    for dist_name in ("adam_mini", "adam-mini"):
+        try:
+            return Adam_mini, version(dist_name)
+        except PackageNotFoundError:
+            continue
+    return Adam_mini, "?"
+
+
+def adam_mini_dims(params: list[torch.Tensor], names: list[str]) -> dict:
+    """dim / n_heads / n_kv_heads for the official Adam-mini from the workload's names and shapes.
+
+    The official code uses them only for query/key tensors (blocks of dim * dim / n_heads
+    elements; n_kv_heads is only validated). A workload without such a tensor (flat: one tensor
+    named "flat", which matches none of its name sets and so is one whole-tensor block) gets 1,
+    1, 1. Llama names: dim = q_proj's columns, head_dim from LLAMA_HEAD_DIM, n_heads = q_proj's
+    rows / head_dim, n_kv_heads = k_proj's rows / head_dim.
+    """
+    lower = [n.lower() for n in names]
+    if not any(s in n for n in lower for s in ADAM_MINI_QK_NAMES):
+        return {"dim": 1, "n_heads": 1, "n_kv_heads": 1}
+    q = next((p for n, p in zip(lower, params) if "q_proj" in n and p.dim() == 2), None)
+    k = next((p for n, p in zip(lower, params) if "k_proj" in n and p.dim() == 2), None)
+    if q is None or k is None:
+        raise ValueError("adam_mini_official: the workload has query/key tensors but no 2-D "
+                         "q_proj / k_proj to derive dim and heads from; add its dims to adam_mini_dims")
+    dim = q.shape[1]
+    head_dim = LLAMA_HEAD_DIM.get(dim)
+    if head_dim is None:
+        raise ValueError(f"adam_mini_official: no head_dim known for hidden size {dim}; add it to "
+                         f"LLAMA_HEAD_DIM (known: {LLAMA_HEAD_DIM})")
+    dims = {"dim": dim, "n_heads": q.shape[0] // head_dim, "n_kv_heads": k.shape[0] // head_dim}
+    if dims["n_heads"] % dims["n_kv_heads"]:
+        raise ValueError(f"adam_mini_official: derived {dims} has n_heads not a multiple of n_kv_heads")
+    return dims
+
+
+def make_adam_mini_official(params, hp, names=None):
+    """The official Adam-mini (adam-mini 1.1.1, adam_mini.Adam_mini) over the workload's params
+    with their names: one second moment per block (rows for embedding / output / V / O / MLP,
+    heads for Q / K, the whole tensor for norms and unmatched names, per element for "bias"), m
+    per element. It keeps m and vmean in the param dtype (zeros_like), so bytes_per_param is
+    2 * param bytes + grad bytes + 2 * param bytes (read and write m; v per block is negligible):
+    20 for fp32 p/g, 10 for bf16. Constructed with verbose=False (its log is printed otherwise)
+    and model_sharding=False; its whole-tensor branch all-gathers when torch.cuda.device_count()
+    > 1, so world_size is set to 1 where no process group is initialized (one process here).
+    """
+    Adam_mini, ver = import_adam_mini()
+    if names is None:
+        names = [f"param.{i}" for i in range(len(params))]
+    if len(names) != len(params):
+        raise ValueError(f"adam_mini_official: {len(names)} names for {len(params)} params")
+    if not all(p.is_cuda for p in params):
+        raise ValueError("adam_mini_official: params must be CUDA tensors")
+    dims = adam_mini_dims(params, names)
+    opt = Adam_mini(named_parameters=list(zip(names, params)), lr=hp["lr"], betas=hp["betas"],
+                    eps=hp["eps"], weight_decay=hp["weight_decay"], model_sharding=False,
+                    verbose=False, **dims)
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        opt.world_size = 1
+    esz = params[0].element_size()
+    return Anchor(
+        optimizer=opt,
+        step_fn=opt.step,
+        state_bytes_fn=lambda: torch_state_bytes(opt),
+        composition="AdamW/PerBlock(adam-mini)",
+        bytes_per_param=2 * esz + esz + 2 * esz,
+        extra={"adam_mini_version": ver, "adam_mini_dims": dims},
+    )
+
+
 # Registry: impl name -> factory(params, hp[, names]) -> Anchor.
 ANCHORS: dict[str, Callable[..., Anchor]] = {
     "torch_fused": make_torch_fused,
@@ -233,6 +326,7 @@ ANCHORS: dict[str, Callable[..., Anchor]] = {
     "bnb_adamw8bit": make_bnb_adamw8bit,
     "bnb_adamw32": make_bnb_adamw32,
     "mezo_loop": make_mezo_loop,
+    "adam_mini_official": make_adam_mini_official,
 }
 
 

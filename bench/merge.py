@@ -128,7 +128,8 @@ def table(doc: dict) -> str:
     rows = sorted(enumerate(doc["rows"]), key=lambda ir: (order[(ir[1].get("workload"), ir[1].get("dtype"))], ir[0]))
 
     # "vs <anchor>" columns: the two torch ones always, the others only when some row has them.
-    vs = ["torch_fused", "torch_foreach"] + [a for a in ("mezo_loop", "bnb_adamw8bit", "bnb_adamw32")
+    vs = ["torch_fused", "torch_foreach"] + [a for a in ("mezo_loop", "bnb_adamw8bit", "bnb_adamw32",
+                                                       "adam_mini_official")
                                               if any(f"speedup_vs_{a}" in r for r in doc["rows"])]
     head = ["impl", "composition", "workload", "dtype", "ms_median", "frac_copy", "state B/param"] + \
            [f"vs {a}" for a in vs]

@@ -46,7 +46,8 @@ fi
 
 if has bench; then
   t0=$SECONDS
-  IMPLS=${IMPLS:-torch_fused,torch_foreach,mezo_loop,bnb_adamw8bit,bnb_adamw32} STEPS=${STEPS:-25} \
+  IMPLS=${IMPLS:-torch_fused,torch_foreach,mezo_loop,bnb_adamw8bit,bnb_adamw32,adam_mini_official} \
+    STEPS=${STEPS:-25} \
     bench/run.sh $BUILD /tmp/bench-out >"$OUT/bench.log" 2>&1
   note "bench: rc=$? in $((SECONDS - t0)) s"
   cp /tmp/bench-out/latest.json /tmp/bench-out/table.txt "$OUT/" 2>/dev/null
@@ -59,12 +60,17 @@ if has parity; then
     --out "$OUT/int8_parity.json" >"$OUT/int8_parity.log" 2>&1
   note "int8 parity: rc=$? in $((SECONDS - t0)) s: $(grep -E 'no farther|codebook' "$OUT/int8_parity.log" | tr '\n' ' ')"
   tail -25 "$OUT/int8_parity.log"
+  t0=$SECONDS
+  timeout 300 python3 bench/adam_mini_parity.py --lib $BUILD/bench/liballoy_capi.so \
+    --out "$OUT/adam_mini_parity.json" >"$OUT/adam_mini_parity.log" 2>&1
+  note "adam-mini parity: rc=$? in $((SECONDS - t0)) s: $(grep -E 'matches official' "$OUT/adam_mini_parity.log" | tr '\n' ' ')"
+  tail -25 "$OUT/adam_mini_parity.log"
 fi
 
 if has sanitize; then
   # The executor tests run every kernel instantiation (rules x formats x dtype pairs x
   # alignments); the reference tests repeat them over 100 small steps and are left out here.
-  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*,spsa*,Int8*'
+  SUB='-tc=CUDA equals*,CUDA results*,unaligned*,state:*,many*,CUDA graph*,non-default*,spsa*,Int8*,PerBlock*'
   for tool in memcheck racecheck; do
     t0=$SECONDS
     timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
