@@ -423,3 +423,45 @@ TEST_CASE("spsa: bf16 parameters default to stochastic rounding (Options::param_
   CHECK(alloy::bf16_param_rounding(alloy::Options{}, false) == alloy::Rounding::nearest);
   CHECK(alloy::bf16_param_rounding(alloy::Options{}, true) == alloy::Rounding::stochastic);
 }
+
+TEST_CASE("spsa: ZO-Adam and ZO-SGD with momentum on 8-bit state lower a loss as fp32 state does") {
+  // The zeroth-order update pass re-quantizes its moments like the first-order one (block
+  // absmax, nearest code). On a 1024-element quadratic (threshold 0: 8-bit state), 500 steps:
+  // the loss falls, and the drop is within 5% of the same run's with fp32 state (the 8-bit error
+  // moves each update by at most a code step; the estimator's noise dominates).
+  const std::size_t n = 1024;
+  std::vector<float> t(n);
+  for (std::size_t i = 0; i < n; ++i) t[i] = float(std::cos(0.01 * double(i)));
+  const auto run = [&]<class Rule, class State>(const typename Rule::Hyper& h) {
+    std::vector<float> w(n, 0.f);
+    alloy::Options o;
+    o.seed = 3;
+    o.min_quantized_numel = 0;
+    ZoOpt<Rule, Direction::gaussian, State> opt(
+        {Param{TensorView::of(w.data(), n, Device::host(), "w")}}, h, o);
+    auto loss = [&] {
+      double s = 0;
+      for (std::size_t i = 0; i < n; ++i) s += 0.5 * double(w[i] - t[i]) * double(w[i] - t[i]);
+      return float(s);
+    };
+    for (int s = 0; s < 500; ++s) opt.step(loss);
+    opt.restore();
+    if constexpr (!State::kElementwise) CHECK(opt.quantized(0));
+    return double(loss());
+  };
+  double l0 = 0;
+  for (float x : t) l0 += 0.5 * double(x) * x;
+  const alloy::rule::AdamW::Hyper adam{1e-2f, 0.9f, 0.999f, 1e-8f, 0.f, false};
+  const alloy::rule::Sgd::Hyper sgd{1e-4f, 0.9f, 0.f, 0.f, false, false};
+  const double a32 = run.template operator()<alloy::rule::AdamW, alloy::state::Fp32>(adam);
+  const double a8 =
+      run.template operator()<alloy::rule::AdamW, alloy::state::Int8Blockwise<>>(adam);
+  const double s32 = run.template operator()<alloy::rule::Sgd, alloy::state::Fp32>(sgd);
+  const double s8 = run.template operator()<alloy::rule::Sgd, alloy::state::Int8Blockwise<>>(sgd);
+  MESSAGE("loss " << l0 << ": ZO-Adam fp32 " << a32 << ", int8 " << a8 << "; ZO-SGD momentum fp32 "
+                  << s32 << ", int8 " << s8);
+  CHECK(a32 < 0.75 * l0);  // measured 0.70 (ZO-Adam) and 0.59 (ZO-SGD momentum) of l0
+  CHECK(s32 < 0.75 * l0);
+  CHECK(std::fabs(a8 - a32) <= 0.05 * (l0 - a32));
+  CHECK(std::fabs(s8 - s32) <= 0.05 * (l0 - s32));
+}
