@@ -407,6 +407,18 @@ Result train(const std::string& name, Model& model, Opt& opt, const Config& cfg,
   return r;
 }
 
+/// One first-order step: forward and backward on the batch, then the optimizer (timed alone).
+template <class Opt>
+auto backprop_step(Model& m, Opt& opt, const std::vector<std::uint8_t>& text, unsigned threads) {
+  return [&m, &opt, &text, threads](const std::vector<std::size_t>& starts, double& opt_ms) {
+    const double l = m.loss(text, starts, true, threads);
+    const auto t0 = Clock::now();
+    opt.step();
+    opt_ms = ms_since(t0);
+    return l;
+  };
+}
+
 template <class State, class Share>
 Result first_order(const std::string& name, const Model& init, const Config& cfg,
                    const Corpus& corpus, const std::vector<std::size_t>& eval_starts,
@@ -422,16 +434,8 @@ Result first_order(const std::string& name, const Model& init, const Config& cfg
   const bool blocks = Share::kSharesSecondMoment;
   alloy::Optimizer<alloy::rule::AdamW, State, Share> opt(params_of(m, true, blocks),
                                                          {2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f}, o);
-  Result r = train(
-      name, m, opt, cfg, corpus.train, corpus.eval, eval_starts, threads,
-      [&](const std::vector<std::size_t>& starts, double& opt_ms) {
-        const double l = m.loss(corpus.train, starts, true, threads);
-        const auto t0 = Clock::now();
-        opt.step();
-        opt_ms = ms_since(t0);
-        return l;
-      },
-      false);
+  Result r = train(name, m, opt, cfg, corpus.train, corpus.eval, eval_starts, threads,
+                   backprop_step(m, opt, corpus.train, threads), false);
   if (keep) *keep = m;
   return r;
 }
@@ -442,16 +446,8 @@ Result sgd_momentum(const Model& init, const Config& cfg, const Corpus& corpus,
   alloy::Options o;
   o.host_threads = threads;
   alloy::Optimizer<alloy::rule::Sgd> opt(params_of(m, true, false), {0.03f, 0.9f, 0.f, 0.f}, o);
-  return train(
-      "sgd-momentum", m, opt, cfg, corpus.train, corpus.eval, eval_starts, threads,
-      [&](const std::vector<std::size_t>& starts, double& opt_ms) {
-        const double l = m.loss(corpus.train, starts, true, threads);
-        const auto t0 = Clock::now();
-        opt.step();
-        opt_ms = ms_since(t0);
-        return l;
-      },
-      false);
+  return train("sgd-momentum", m, opt, cfg, corpus.train, corpus.eval, eval_starts, threads,
+               backprop_step(m, opt, corpus.train, threads), false);
 }
 
 /// Fine-tunes `start` on the tuning split with forward passes only (two per step).

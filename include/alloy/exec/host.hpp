@@ -146,13 +146,10 @@ class Host::Backend {
   void advance_shared_second_moments() {
     for (const GroupPlan& plan : plans_)
       dispatch_dtypes(plan.param, plan.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
-        std::vector<std::uint32_t> members;
-        for (const Chunk& c : plan.chunks)
-          if (members.empty() || members.back() != c.tensor) members.push_back(c.tensor);
         const unsigned workers = unsigned(plan.worker_begin.size() - 1);
         pool_.run(workers, [&](unsigned w) {
           std::uint64_t at = 0;  // block index over the group, for a round-robin split
-          for (std::uint32_t t : members) {
+          for (std::uint32_t t : plan.tensors) {
             const TensorEntry& e = entries_[t];
             const GT* g = static_cast<const GT*>(e.grad);
             float* v = static_cast<float*>(e.state[1]);

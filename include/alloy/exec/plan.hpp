@@ -16,6 +16,7 @@ namespace exec {
 /// [worker_begin[w], worker_begin[w + 1]) and every worker gets about the same element count.
 struct GroupPlan {
   DType param, grad;
+  std::vector<std::uint32_t> tensors;  // the group's tensors, in order
   std::vector<Chunk> chunks;
   std::vector<std::uint32_t> worker_begin;  // size workers + 1
   std::uint64_t elements = 0;
@@ -26,7 +27,7 @@ struct GroupPlan {
 inline GroupPlan plan_group(const std::vector<TensorEntry>& entries,
                             const std::vector<std::uint32_t>& tensors, DType p, DType g,
                             unsigned workers) {
-  GroupPlan plan{p, g, {}, {}, 0};
+  GroupPlan plan{p, g, tensors, {}, {}, 0};
   for (auto t : tensors) plan.elements += entries[t].numel;
   workers = std::max(1u, workers);
   const std::uint64_t share =
