@@ -40,14 +40,9 @@ once (its int step counters are Python ints, not counted).
 Partition check: for each tensor, the number of shared second moments (blocks) of
   - the official optimizer: opt.state[p]["vmean"].numel() (Q/K heads, rows, or 1 for the whole
     tensor; "bias" tensors keep an elementwise opt.state[p]["v"] instead),
-  - alloy as built into the .so: read back from state bytes. For a one-tensor Adam-mini handle,
-    state = counts + 4 * numel (fp32 m) + 4 * blocks, with counts taken from a one-tensor
-    adamw_fp32 handle (state = counts + 8 * numel) over the same tensor,
-  - share::adam_mini_partition's rules (include/alloy/share/partition.hpp) mirrored in Python,
-    used where the read-back does not give a whole number (and reported where it disagrees with
-    the read-back: then the mirror, not alloy, is out of date).
-A tensor whose alloy count (read-back, else mirror) differs from the official is flagged as
-MISMATCH.
+  - alloy: numel / the block size that share::adam_mini_partition assigns, asked from the .so
+    (alloy_capi_adam_mini_block: the same function the optimizer uses).
+A tensor whose alloy count differs from the official is flagged as MISMATCH.
 
 Verdict, for adam_mini_fp32: "alloy matches official Adam-mini within fp32 tolerance: YES" when,
 in every seed and for every tensor (hence for all tensors together too),
@@ -74,7 +69,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import io
 import json
 import math
@@ -91,6 +85,7 @@ except ImportError:  # keep the exit-2 contract even without torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anchors import torch_state_bytes  # noqa: E402  (bench/anchors.py: counts shared tensors once)
+from parity_common import AlloyFailed, AlloyLib, AlloyOptimizer, Missing, mean_std  # noqa: E402
 
 OFFICIAL_VERSION = "1.1.1"
 OFFICIAL_WHEEL = "adam-mini 1.1.1 (the wheel carried to the GPU machine)"
@@ -103,14 +98,6 @@ TOL_REL_L2, TOL_MAX_REL = 1e-4, 1e-3
 TINY = 1e-30
 GRAD_NOISE, GRAD_BIAS = 0.01, 0.003  # g = 0.01 * randn + 0.003 * fixed per-tensor direction
 METRICS = ("rel_l2", "max_rel", "max_abs")
-
-
-class Missing(Exception):
-    """A dependency (the .so, adam_mini, CUDA) is not there: exit 2 with this message."""
-
-
-class AlloyFailed(Exception):
-    """alloy returned an error from create or step: exit 1 with this message."""
 
 
 # ----------------------------------------------------------------------------- the model
@@ -138,157 +125,9 @@ def llama_params() -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
-def mirror_partition(name: str, shape: tuple[int, ...]) -> tuple[str, int]:
-    """(rule, blocks) by the rules of share::adam_mini_partition (partition.hpp), which follow
-    the official 1.1.1 branch order: lower-cased name, substring match, first rule wins."""
-    n = name.lower()
-    numel = math.prod(shape)
-    if "bias" in n:
-        return "bias", numel
-    if any(s in n for s in ("k_proj", "q_proj", "wq", "wk", "query", "key")):
-        head = MODEL["dim"] * MODEL["dim"] // MODEL["n_heads"]
-        return "query/key", numel // head
-    rule = None
-    if any(s in n for s in ("embed", "embd", "wte")):
-        rule = "embedding"
-    elif any(s in n for s in ("lm_head", "output", "final_layer")):
-        rule = "output"
-    elif any(s in n for s in ("v_proj", "wv", "value")):
-        rule = "value"
-    elif any(s in n for s in ("feed_forward", "linear", "mlp")):
-        rule = "mlp"
-    elif any(s in n for s in ("o_proj", "wo", "attn.proj")):
-        rule = "attention output"
-    if rule and len(shape) >= 2:
-        return rule, shape[0]
-    return rule or "whole (norm)", 1
-
-
 def decays(name: str) -> bool:
     n = name.lower()
     return not any(s in n for s in NO_DECAY)
-
-
-# ----------------------------------------------------------------------------- alloy (ctypes)
-
-class AlloyLib:
-    """The C functions of liballoy_capi.so, with their exact signatures."""
-
-    def __init__(self, path: Path):
-        if not path.is_file():
-            raise Missing(f"{path}: not found; build it with `cmake --build <build dir> --target "
-                          f"alloy_capi` (bench/alloy_capi.cu) and pass --lib")
-        try:
-            lib = ctypes.CDLL(str(path.resolve()))
-        except OSError as e:
-            raise Missing(f"{path}: cannot load: {e}") from e
-        c = ctypes
-        try:
-            lib.alloy_capi_create_adam_mini.argtypes = [
-                c.c_char_p, c.c_int, c.POINTER(c.c_void_p), c.POINTER(c.c_void_p),
-                c.POINTER(c.c_longlong), c.POINTER(c.c_longlong), c.POINTER(c.c_char_p), c.c_int,
-                c.c_float, c.c_float, c.c_float, c.c_float, c.c_float, c.c_int, c.c_int, c.c_int]
-            lib.alloy_capi_create_adam_mini.restype = c.c_void_p
-            lib.alloy_capi_create.argtypes = [
-                c.c_char_p, c.c_int, c.POINTER(c.c_void_p), c.POINTER(c.c_void_p),
-                c.POINTER(c.c_longlong), c.POINTER(c.c_char_p), c.c_int,
-                c.c_float, c.c_float, c.c_float, c.c_float, c.c_float]
-            lib.alloy_capi_create.restype = c.c_void_p
-            lib.alloy_capi_step.argtypes = [c.c_void_p]
-            lib.alloy_capi_step.restype = c.c_int
-            lib.alloy_capi_error.argtypes = []
-            lib.alloy_capi_error.restype = c.c_char_p
-            lib.alloy_capi_state_bytes.argtypes = [c.c_void_p]
-            lib.alloy_capi_state_bytes.restype = c.c_longlong
-            lib.alloy_capi_destroy.argtypes = [c.c_void_p]
-            lib.alloy_capi_destroy.restype = None
-        except AttributeError as e:  # an older build of the shim
-            raise Missing(f"{path}: lacks a function ({e}); rebuild the alloy_capi target from the "
-                          f"current bench/alloy_capi.cu") from e
-        self.lib, self.path = lib, path
-
-    def error(self) -> str:
-        msg = self.lib.alloy_capi_error()
-        return msg.decode(errors="replace") if msg else "(no message)"
-
-
-class AlloyOptimizer:
-    """One alloy composition over torch tensors. Keeps the params and grads alive: alloy holds
-    raw pointers to them. Write gradients into .grads, then step(). With `model` (a dict of dim,
-    n_heads, n_kv_heads) it is created by alloy_capi_create_adam_mini, else alloy_capi_create."""
-
-    def __init__(self, lib: AlloyLib, composition: str, params: list[torch.Tensor], names: list[str],
-                 dtype_code: int, hp: dict, model: dict | None = None):
-        for p in params:
-            if not (p.is_cuda and p.is_contiguous()):
-                raise ValueError("alloy: params must be contiguous CUDA tensors")
-        self.lib, self.params, self.composition = lib, params, composition
-        self.grads = [torch.zeros_like(p) for p in params]
-        n = len(params)
-        self._p = (ctypes.c_void_p * n)(*[p.data_ptr() for p in params])
-        self._g = (ctypes.c_void_p * n)(*[g.data_ptr() for g in self.grads])
-        self._numels = (ctypes.c_longlong * n)(*[p.numel() for p in params])
-        self._rows = (ctypes.c_longlong * n)(*[p.shape[0] if p.dim() else 1 for p in params])
-        self._names = (ctypes.c_char_p * n)(*[s.encode() for s in names])
-        torch.cuda.synchronize()  # the params' initial values are written before alloy sees them
-        b1, b2 = hp["betas"]
-        if model is None:
-            self.handle = lib.lib.alloy_capi_create(
-                composition.encode(), n, self._p, self._g, self._numels, self._names, dtype_code,
-                hp["lr"], b1, b2, hp["eps"], hp["weight_decay"])
-        else:
-            self.handle = lib.lib.alloy_capi_create_adam_mini(
-                composition.encode(), n, self._p, self._g, self._numels, self._rows, self._names,
-                dtype_code, hp["lr"], b1, b2, hp["eps"], hp["weight_decay"],
-                model["dim"], model["n_heads"], model["n_kv_heads"])
-        if not self.handle:
-            raise AlloyFailed(f"alloy create({composition}): {lib.error()}")
-
-    def step(self) -> None:
-        # alloy enqueues on the legacy default stream; synchronize on both sides so that the
-        # torch-side grad copies are done before and the params are final after.
-        torch.cuda.synchronize()
-        if self.lib.lib.alloy_capi_step(self.handle) != 0:
-            raise AlloyFailed(f"alloy step({self.composition}): {self.lib.error()}")
-        torch.cuda.synchronize()
-
-    def state_bytes(self) -> int:
-        return int(self.lib.lib.alloy_capi_state_bytes(self.handle))
-
-    def close(self) -> None:
-        if self.handle:
-            self.lib.lib.alloy_capi_destroy(self.handle)
-            self.handle = None
-
-
-def probe_alloy_blocks(lib: AlloyLib, specs: list[tuple[str, tuple[int, ...]]]) -> list[dict]:
-    """alloy's block count per tensor as built into the .so, read back from state bytes of
-    one-tensor handles (see the module docstring). 'blocks' is None where that does not give a
-    whole positive number."""
-    out = []
-    for name, shape in specs:
-        numel = math.prod(shape)
-        row = {"name": name, "blocks": None}
-        mini = adamw = None
-        try:
-            mini = AlloyOptimizer(lib, "adam_mini_fp32", [torch.zeros(shape, device="cuda")], [name], 0,
-                                  HP, MODEL)
-            adamw = AlloyOptimizer(lib, "adamw_fp32", [torch.zeros(shape, device="cuda")], [name], 0, HP)
-            mini.step()  # zero grads: nothing moves; tables that are built lazily now exist
-            adamw.step()
-            counts = adamw.state_bytes() - 8 * numel
-            rest = mini.state_bytes() - counts - 4 * numel
-            row.update(state_bytes_adam_mini=mini.state_bytes(), state_bytes_adamw=adamw.state_bytes())
-            if rest > 0 and rest % 4 == 0:
-                row["blocks"] = rest // 4
-        except AlloyFailed as e:
-            row["error"] = str(e)
-        finally:
-            for h in (mini, adamw):
-                if h is not None:
-                    h.close()
-        out.append(row)
-    return out
 
 
 # ----------------------------------------------------------------------------- the official
@@ -420,7 +259,7 @@ def within_tolerance(cmp: dict) -> bool:
 def run_seed(lib: AlloyLib, Adam_mini, seed: int, comps: list[str], steps: int, specs) -> dict:
     names = [n for n, _ in specs]
     shapes = [s for _, s in specs]
-    groups = [mirror_partition(n, s)[0] for n, s in specs]
+    groups = [lib.adam_mini_block(n, s, MODEL)[0] for n, s in specs]
     gen = torch.Generator(device="cuda").manual_seed(seed)
     p0 = []
     for name, s in specs:
@@ -493,11 +332,6 @@ def run_seed(lib: AlloyLib, Adam_mini, seed: int, comps: list[str], steps: int, 
 
 # ----------------------------------------------------------------------------- aggregate, print
 
-def mean_std(xs: list[float]) -> dict:
-    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
-            "min": min(xs), "max": max(xs)}
-
-
 def aggregate(rows: list[dict], comp: str) -> dict:
     ds = [r["distance"][comp] for r in rows]
     agg = {m: mean_std([d["overall"][m] for d in ds]) for m in METRICS}
@@ -520,20 +354,18 @@ def aggregate(rows: list[dict], comp: str) -> dict:
     return agg
 
 
-def partition_check(specs, probe: list[dict], off_blocks: list[int | None]) -> dict:
+def partition_check(lib: AlloyLib, specs, off_blocks: list[int | None]) -> dict:
+    """Per tensor: alloy's block count (numel / the block size share::adam_mini_partition gives,
+    asked from the .so) against the official optimizer's vmean.numel()."""
     rows, mismatches = [], 0
-    for (name, shape), pr, ob in zip(specs, probe, off_blocks):
-        rule, mirror = mirror_partition(name, shape)
-        alloy = pr["blocks"] if pr["blocks"] is not None else mirror
+    for (name, shape), ob in zip(specs, off_blocks):
+        rule, block = lib.adam_mini_block(name, shape, MODEL)
+        alloy = math.prod(shape) // block
         ok = ob is not None and alloy == ob
         mismatches += not ok
         rows.append({"name": name, "shape": list(shape), "rule": rule, "official_vmean_numel": ob,
-                     "alloy_blocks_so": pr["blocks"], "alloy_blocks_mirror": mirror,
-                     "alloy_source": "so" if pr["blocks"] is not None else "mirror", "match": ok,
-                     "mirror_disagrees_with_so": pr["blocks"] is not None and pr["blocks"] != mirror,
-                     **({"probe_error": pr["error"]} if "error" in pr else {})})
-    return {"tensors": rows, "mismatches": mismatches,
-            "mirror_disagreements": sum(r["mirror_disagrees_with_so"] for r in rows)}
+                     "alloy_blocks": alloy, "match": ok})
+    return {"tensors": rows, "mismatches": mismatches}
 
 
 def fmt(ms: dict) -> str:
@@ -562,14 +394,12 @@ def print_table(doc: dict) -> None:
                   f"max|dp| {x['max_abs']['max']:.2e}  worst {x['worst_tensor']} "
                   f"({x['worst_tensor_rel_l2']:.2e}, {x['worst_tensor_max_rel']:.2e})")
     pc = doc["partition"]
-    print(f"\npartition (blocks per tensor: alloy [.so read-back, else mirror] vs official vmean numel):")
+    print("\npartition (blocks per tensor: alloy's share::adam_mini_partition vs official vmean numel):")
     for t in pc["tensors"]:
-        flag = ("" if t["match"] else "   <-- MISMATCH") + (
-            f"   (mirror says {t['alloy_blocks_mirror']})" if t["mirror_disagrees_with_so"] else "")
+        flag = "" if t["match"] else "   <-- MISMATCH"
         print(f"  {t['name']:45s} {str(tuple(t['shape'])):12s} {t['rule']:17s} alloy "
-              f"{t['alloy_blocks_so'] if t['alloy_blocks_so'] is not None else str(t['alloy_blocks_mirror']) + '*'}"
-              f" official {t['official_vmean_numel']}{flag}")
-    print(f"  ({pc['mismatches']} mismatches; * = mirror of partition.hpp, the .so read-back gave no count)")
+              f"{t['alloy_blocks']} official {t['official_vmean_numel']}{flag}")
+    print(f"  ({pc['mismatches']} mismatches)")
     ctx = doc["context_mean"]
     print("\ncontext, distance from torch AdamW (rel_l2 over AdamW's travel, mean over seeds): "
           + ", ".join(f"{k.replace('_vs_adamw', '')} {v:.3e}" for k, v in ctx.items()))
@@ -633,11 +463,6 @@ def main() -> int:
         out.write_text(json.dumps(doc, indent=2) + "\n")
 
     try:
-        probe = probe_alloy_blocks(lib, specs)
-        doc["alloy_block_probe"] = probe
-        n_so = sum(p["blocks"] is not None for p in probe)
-        print(f"[adam_mini_parity] alloy block counts read back from the .so for {n_so}/{len(specs)} tensors",
-              flush=True)
         for seed in doc["seeds"]:
             r = run_seed(lib, Adam_mini, seed, comps, args.steps, specs)
             if seed == doc["seeds"][0]:
@@ -647,7 +472,7 @@ def main() -> int:
                       f" ({len(warns)} warning line(s); its stdout is kept in the JSON)", flush=True)
                 doc["official_stdout"] = r["official_stdout"][:20000]
                 doc["official_state_keys"] = r["official_state_keys"]
-                doc["partition"] = partition_check(specs, probe, r["official_blocks"])
+                doc["partition"] = partition_check(lib, specs, r["official_blocks"])
             del r["official_stdout"]
             doc["per_seed"].append(r)
             parts = " | ".join(f"{c} rel_l2 {d['overall']['rel_l2']:.3e} max_rel {d['overall']['max_rel']:.3e}"

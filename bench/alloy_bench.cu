@@ -90,6 +90,7 @@ struct Workload {
   std::vector<std::vector<std::int64_t>> shapes;
   std::vector<std::uint64_t> sizes;
   std::uint64_t params = 0;
+  alloy::share::AdamMiniConfig model;  // "model" facts (dim, heads) for Adam-mini's partition
 };
 
 std::vector<Workload> read_workloads(const std::string& path,
@@ -111,7 +112,12 @@ std::vector<Workload> read_workloads(const std::string& path,
       std::fprintf(stderr, "unknown workload '%s' in %s\n", name.c_str(), path.c_str());
       std::exit(2);
     }
-    Workload w{name, {}, {}, {}, 0};
+    Workload w{name, {}, {}, {}, 0, {}};
+    if (auto m = it->second.obj.find("model"); m != it->second.obj.end()) {
+      w.model.dim = m->second.obj.at("dim").num;
+      w.model.n_heads = m->second.obj.at("n_heads").num;
+      w.model.n_kv_heads = m->second.obj.at("n_kv_heads").num;
+    }
     const Json& shapes = it->second.obj.at("shapes");
     const Json& names = it->second.obj.at("names");
     for (std::size_t k = 0; k < shapes.arr.size(); ++k) {
@@ -262,11 +268,24 @@ Row time_row(const std::function<void()>& refill, const std::function<void()>& s
   return r;
 }
 
+/// Captures `enqueue` on stream s into a CUDA graph and hands `time` a function that replays it.
+template <class Enqueue, class Time>
+void time_graph(cudaStream_t s, Enqueue&& enqueue, Time&& time) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  enqueue();
+  CK(cudaStreamEndCapture(s, &graph));
+  CK(cudaGraphInstantiate(&exec, graph, 0));
+  time([&] { CK(cudaGraphLaunch(exec, s)); });
+  CK(cudaStreamSynchronize(s));
+  CK(cudaGetLastError());
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
 /// --only: run the compositions whose name contains this text (all when empty).
 std::string g_only;
-
-/// Adam-mini's partition of a workload (Llama-3.2-1B: dim 2048, 32 heads, 8 key/value heads).
-const alloy::share::AdamMiniConfig kLlama1b{2048, 32, 8, false};
 
 /// Times one composition on one workload and dtype (and its graph replay).
 template <class Rule, class State, class T, class Share = alloy::share::PerParameter>
@@ -285,7 +304,7 @@ void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double c
                                         alloy::Device::cuda(0), w.names[k] + ".grad")});
     if constexpr (Share::kSharesSecondMoment)
       ps.back().share_block =
-          alloy::share::adam_mini_partition(w.names[k], w.shapes[k], kLlama1b).spec.block_size;
+          alloy::share::adam_mini_partition(w.names[k], w.shapes[k], w.model).spec.block_size;
   }
   alloy::Options o;
   if constexpr (Share::kSharesSecondMoment)
@@ -301,17 +320,9 @@ void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double c
   };
   time_steps([&] { opt.step(s); }, "alloy");
 
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-  opt.step(s);
-  CK(cudaStreamEndCapture(s, &graph));
-  CK(cudaGraphInstantiate(&exec, graph, 0));
-  time_steps([&] { CK(cudaGraphLaunch(exec, s)); }, "alloy_graph");
-  CK(cudaStreamSynchronize(s));
-  CK(cudaGetLastError());
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
+  time_graph(
+      s, [&] { opt.step(s); },
+      [&](const std::function<void()>& f) { time_steps(f, "alloy_graph"); });
   cudaStreamDestroy(s);
 }
 
@@ -358,18 +369,13 @@ void bench_zo(const Workload& w, int steps, double copy_gbs, std::vector<Row>& r
         opt.update(pg, s, true);
       },
       "alloy");
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-  opt.flip(s);
-  opt.update(pg, s, true);
-  CK(cudaStreamEndCapture(s, &graph));
-  CK(cudaGraphInstantiate(&exec, graph, 0));
-  time_steps([&] { CK(cudaGraphLaunch(exec, s)); }, "alloy_graph");
-  CK(cudaStreamSynchronize(s));
-  CK(cudaGetLastError());
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
+  time_graph(
+      s,
+      [&] {
+        opt.flip(s);
+        opt.update(pg, s, true);
+      },
+      [&](const std::function<void()>& f) { time_steps(f, "alloy_graph"); });
   cudaFree(c_dev);
   cudaStreamDestroy(s);
 }

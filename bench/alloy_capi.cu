@@ -6,6 +6,7 @@
 //                              lr, beta1, beta2, eps, weight_decay)
 //   alloy_capi_step(handle)              enqueued on the legacy default stream (as torch's)
 //   alloy_capi_state_bytes(handle), alloy_capi_codebook(k, out256), alloy_capi_destroy(handle)
+//   alloy_capi_adam_mini_block(name, rows, numel, dim, n_heads, n_kv_heads, &block, &rule)
 //
 // composition: "adamw_fp32", "adamw_bf16", "adamw_int8", and Adam-mini ("adam_mini_fp32",
 // "adam_mini_bf16", "adam_mini_int8": AdamW + PerBlock, blocks from share::adam_mini_partition,
@@ -55,6 +56,14 @@ std::vector<alloy::Param> make_params(int n, void** params, void** grads, const 
   }
   return ps;
 }
+/// The partition of a tensor given as (rows, numel): 2-D (rows, numel / rows), or 1-D.
+alloy::share::AdamMiniAssignment adam_mini_assignment(const std::string& name, long long rows,
+                                                      long long numel,
+                                                      const alloy::share::AdamMiniConfig& cfg) {
+  std::vector<std::int64_t> shape = {rows};
+  if (numel != rows) shape.push_back(numel / rows);
+  return alloy::share::adam_mini_partition(name, shape, cfg);
+}
 }  // namespace
 
 extern "C" {
@@ -91,13 +100,10 @@ void* alloy_capi_create_adam_mini(const char* composition, int n, void** params,
   try {
     auto ps = make_params(n, params, grads, numels, names, dtype);
     const alloy::share::AdamMiniConfig cfg{dim, n_heads, n_kv_heads, false};
-    for (int i = 0; i < n; ++i) {
-      std::vector<std::int64_t> shape = {rows[i]};
-      if (numels[i] != rows[i]) shape.push_back(numels[i] / rows[i]);
+    for (int i = 0; i < n; ++i)
       ps[std::size_t(i)].share_block =
-          alloy::share::adam_mini_partition(ps[std::size_t(i)].param.name, shape, cfg)
+          adam_mini_assignment(ps[std::size_t(i)].param.name, rows[i], numels[i], cfg)
               .spec.block_size;
-    }
     const alloy::rule::AdamW::Hyper h{lr, beta1, beta2, eps, weight_decay, false};
     alloy::Options o;
     o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};
@@ -115,6 +121,22 @@ void* alloy_capi_create_adam_mini(const char* composition, int n, void** params,
   } catch (const std::exception& e) {
     g_error = e.what();
     return nullptr;
+  }
+}
+
+/// share::adam_mini_partition for one tensor (rows: its first dimension, numel for 1-D): writes
+/// the block size and the name of the rule that matched; 0, or -1 with alloy_capi_error().
+int alloy_capi_adam_mini_block(const char* name, long long rows, long long numel, int dim,
+                               int n_heads, int n_kv_heads, long long* block, const char** rule) {
+  try {
+    const auto a = adam_mini_assignment(
+        name, rows, numel, alloy::share::AdamMiniConfig{dim, n_heads, n_kv_heads, false});
+    *block = static_cast<long long>(a.spec.block_size);
+    *rule = a.rule;
+    return 0;
+  } catch (const std::exception& e) {
+    g_error = e.what();
+    return -1;
   }
 }
 

@@ -27,7 +27,8 @@ Python), likewise imported only when asked for; it partitions by the workload's 
 (llama1b: Llama-3.2-1B's dim 2048, 32 heads, 8 kv heads; flat: one whole-tensor block).
 
 To add an anchor: write make_<name>(params, hp) -> Anchor and register it in ANCHORS
-(a factory that also declares a `names` parameter gets the workload's tensor names).
+(a factory that also declares a `names` parameter gets the workload's tensor names, one that
+declares `model` the workload's model facts: dim, n_heads, n_kv_heads).
 """
 from __future__ import annotations
 
@@ -187,6 +188,24 @@ def _check_bnb_params(params: list[torch.Tensor]) -> None:
         raise ValueError("bnb anchors: params must be CUDA tensors")
 
 
+def _make_bnb(params, hp, cls: str, state_bytes_per_moment: int, composition: str, **kw):
+    """A bitsandbytes optimizer over the params; its step includes bnb's torch.cuda.synchronize()
+    after every param (part of its measured cost)."""
+    bnb = import_bnb()
+    _check_bnb_params(params)
+    opt = getattr(bnb.optim, cls)(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
+                                  weight_decay=hp["weight_decay"], **kw)
+    esz = params[0].element_size()
+    return Anchor(
+        optimizer=opt,
+        step_fn=opt.step,
+        state_bytes_fn=lambda: torch_state_bytes(opt),
+        composition=composition,
+        bytes_per_param=adamw_bytes_per_param(esz, esz, state_bytes_per_moment),
+        extra={"bnb_version": getattr(bnb, "__version__", "?")},
+    )
+
+
 def make_bnb_adamw8bit(params, hp):
     """bitsandbytes AdamW8bit: uint8 codes of the dynamic maps, one fp32 absmax per 256 elements.
 
@@ -195,47 +214,17 @@ def make_bnb_adamw8bit(params, hp):
     m, v codes): 16 for fp32 p/g, 10 for bf16. The state's qmap1/qmap2 (shared by every 8-bit
     param) are counted once, under their own keys.
     """
-    bnb = import_bnb()
-    _check_bnb_params(params)
-    opt = bnb.optim.AdamW8bit(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
-                              weight_decay=hp["weight_decay"])
-    esz = params[0].element_size()
-    return Anchor(
-        optimizer=opt,
-        step_fn=opt.step,  # includes bnb's torch.cuda.synchronize() after every param
-        state_bytes_fn=lambda: torch_state_bytes(opt),
-        composition="AdamW/Int8Blockwise(bnb)",
-        bytes_per_param=adamw_bytes_per_param(esz, esz, 1),
-        extra={"bnb_version": getattr(bnb, "__version__", "?")},
-    )
+    return _make_bnb(params, hp, "AdamW8bit", 1, "AdamW/Int8Blockwise(bnb)")
 
 
 def make_bnb_adamw32(params, hp):
     """bitsandbytes AdamW with optim_bits=32. Its Optimizer2State.init_state allocates fp32
     state1/state2 whatever the param dtype (bf16 params included), so the state is Fp32 and the
     floor is 2 * param bytes + grad bytes + 16 (28 for fp32 p/g, 22 for bf16)."""
-    bnb = import_bnb()
-    _check_bnb_params(params)
-    opt = bnb.optim.AdamW(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
-                          weight_decay=hp["weight_decay"], optim_bits=32)
-    esz = params[0].element_size()
-    return Anchor(
-        optimizer=opt,
-        step_fn=opt.step,  # includes bnb's torch.cuda.synchronize() after every param
-        state_bytes_fn=lambda: torch_state_bytes(opt),
-        composition="AdamW/Fp32(bnb)",
-        bytes_per_param=adamw_bytes_per_param(esz, esz, 4),
-        extra={"bnb_version": getattr(bnb, "__version__", "?")},
-    )
+    return _make_bnb(params, hp, "AdamW", 4, "AdamW/Fp32(bnb)", optim_bits=32)
 
 
 ADAM_MINI_WHEEL = "adam-mini 1.1.1 (the wheel carried to the GPU machine)"
-# Substrings by which the official Adam-mini 1.1.1 sends a tensor to its query/key (per head) branch.
-ADAM_MINI_QK_NAMES = ("k_proj", "q_proj", "wq", "wk", "query", "key")
-# head_dim by hidden size, for Hugging Face Llama names (workloads.json records only names and
-# shapes, and a q_proj of [n_heads * head_dim, dim] does not tell n_heads from head_dim):
-# Llama-3.2-1B (the llama1b workload): hidden 2048, 32 heads, 8 kv heads, head_dim 64.
-LLAMA_HEAD_DIM = {2048: 64}
 
 
 def import_adam_mini():
@@ -256,35 +245,7 @@ def import_adam_mini():
     return Adam_mini, "?"
 
 
-def adam_mini_dims(params: list[torch.Tensor], names: list[str]) -> dict:
-    """dim / n_heads / n_kv_heads for the official Adam-mini from the workload's names and shapes.
-
-    The official code uses them only for query/key tensors (blocks of dim * dim / n_heads
-    elements; n_kv_heads is only validated). A workload without such a tensor (flat: one tensor
-    named "flat", which matches none of its name sets and so is one whole-tensor block) gets 1,
-    1, 1. Llama names: dim = q_proj's columns, head_dim from LLAMA_HEAD_DIM, n_heads = q_proj's
-    rows / head_dim, n_kv_heads = k_proj's rows / head_dim.
-    """
-    lower = [n.lower() for n in names]
-    if not any(s in n for n in lower for s in ADAM_MINI_QK_NAMES):
-        return {"dim": 1, "n_heads": 1, "n_kv_heads": 1}
-    q = next((p for n, p in zip(lower, params) if "q_proj" in n and p.dim() == 2), None)
-    k = next((p for n, p in zip(lower, params) if "k_proj" in n and p.dim() == 2), None)
-    if q is None or k is None:
-        raise ValueError("adam_mini_official: the workload has query/key tensors but no 2-D "
-                         "q_proj / k_proj to derive dim and heads from; add its dims to adam_mini_dims")
-    dim = q.shape[1]
-    head_dim = LLAMA_HEAD_DIM.get(dim)
-    if head_dim is None:
-        raise ValueError(f"adam_mini_official: no head_dim known for hidden size {dim}; add it to "
-                         f"LLAMA_HEAD_DIM (known: {LLAMA_HEAD_DIM})")
-    dims = {"dim": dim, "n_heads": q.shape[0] // head_dim, "n_kv_heads": k.shape[0] // head_dim}
-    if dims["n_heads"] % dims["n_kv_heads"]:
-        raise ValueError(f"adam_mini_official: derived {dims} has n_heads not a multiple of n_kv_heads")
-    return dims
-
-
-def make_adam_mini_official(params, hp, names=None):
+def make_adam_mini_official(params, hp, names=None, model=None):
     """The official Adam-mini (adam-mini 1.1.1, adam_mini.Adam_mini) over the workload's params
     with their names: one second moment per block (rows for embedding / output / V / O / MLP,
     heads for Q / K, the whole tensor for norms and unmatched names, per element for "bias"), m
@@ -301,7 +262,10 @@ def make_adam_mini_official(params, hp, names=None):
         raise ValueError(f"adam_mini_official: {len(names)} names for {len(params)} params")
     if not all(p.is_cuda for p in params):
         raise ValueError("adam_mini_official: params must be CUDA tensors")
-    dims = adam_mini_dims(params, names)
+    # dim / n_heads / n_kv_heads from the workload's "model" entry (workloads.json); the official
+    # code uses them only for query/key tensors, so a workload without them (flat) passes 1s.
+    model = model or {}
+    dims = {k: int(model.get(k, 1)) for k in ("dim", "n_heads", "n_kv_heads")}
     opt = Adam_mini(named_parameters=list(zip(names, params)), lr=hp["lr"], betas=hp["betas"],
                     eps=hp["eps"], weight_decay=hp["weight_decay"], model_sharding=False,
                     verbose=False, **dims)
@@ -319,7 +283,7 @@ def make_adam_mini_official(params, hp, names=None):
     )
 
 
-# Registry: impl name -> factory(params, hp[, names]) -> Anchor.
+# Registry: impl name -> factory(params, hp[, names][, model]) -> Anchor.
 ANCHORS: dict[str, Callable[..., Anchor]] = {
     "torch_fused": make_torch_fused,
     "torch_foreach": make_torch_foreach,
@@ -330,11 +294,13 @@ ANCHORS: dict[str, Callable[..., Anchor]] = {
 }
 
 
-def make_anchor(impl: str, params: list[torch.Tensor], hp: dict, names: list[str]) -> Anchor:
+def make_anchor(impl: str, params: list[torch.Tensor], hp: dict, names: list[str],
+                model: dict | None = None) -> Anchor:
+    """A factory gets the workload's tensor names / model facts if it declares `names` / `model`."""
     factory = ANCHORS[impl]
-    if "names" in inspect.signature(factory).parameters:
-        return factory(params, hp, names=names)
-    return factory(params, hp)
+    declared = inspect.signature(factory).parameters
+    extra = {k: v for k, v in (("names", names), ("model", model)) if k in declared}
+    return factory(params, hp, **extra)
 
 
 def load_workloads(path: Path) -> dict[str, dict]:
@@ -384,12 +350,12 @@ def time_steps(step_fn, grads: list[torch.Tensor], n: int) -> list[float]:
 
 
 def run_row(impl: str, workload: str, shapes: list, names: list[str], dtype: str, steps: int, warmup: int,
-            copy_gbs: float) -> dict:
+            copy_gbs: float, model: dict | None = None) -> dict:
     dt = DTYPES[dtype]
     params = [torch.randn(s, dtype=dt, device="cuda").requires_grad_(True) for s in shapes]
     nparams = sum(p.numel() for p in params)
 
-    anchor = make_anchor(impl, params, dict(HP), names)
+    anchor = make_anchor(impl, params, dict(HP), names, model)
     if anchor.needs_grads:
         for p in params:
             p.grad = torch.randn_like(p)
@@ -471,7 +437,8 @@ def main() -> int:
         for dtype in dtypes:
             for impl in impls:
                 try:
-                    row = run_row(impl, w, shapes, tnames, dtype, args.steps, warmup, copy_gbs)
+                    row = run_row(impl, w, shapes, tnames, dtype, args.steps, warmup, copy_gbs,
+                                  workloads[w].get("model"))
                     msg = (f"median {row['ms_median']:.3f} ms (min {row['ms_min']:.3f}, max {row['ms_max']:.3f}, "
                            f"first {row['ms_first']:.3f}), {row['state_bytes_per_param']:.3f} state B/param, "
                            f"{row['fraction_of_copy']:.3f} of copy")

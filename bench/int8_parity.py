@@ -25,7 +25,6 @@ Exit code: 0 when everything ran (whatever the verdict), 2 for a missing .so / b
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import math
 import statistics
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parity_common import AlloyLib, AlloyOptimizer, Missing, mean_std  # noqa: E402
 from anchors import torch_state_bytes  # noqa: E402  (bench/anchors.py: counts bnb's shared qmaps once)
 
 HP = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
@@ -51,93 +51,6 @@ SHAPES = {
 GRAD_NOISE, GRAD_BIAS = 0.01, 0.003  # g = 0.01 * randn + 0.003 * fixed per-tensor direction
 IMPLS = ("bnb_int8", "alloy_int8", "alloy_fp32")
 METRICS = ("mean_abs", "max_abs", "rel_l2")
-
-
-class Missing(Exception):
-    """A dependency (the .so, bitsandbytes, CUDA) is not there: exit 2 with this message."""
-
-
-# ----------------------------------------------------------------------------- alloy (ctypes)
-
-class AlloyLib:
-    """The C functions of liballoy_capi.so, with their exact signatures."""
-
-    def __init__(self, path: Path):
-        if not path.is_file():
-            raise Missing(f"{path}: not found; build it with `cmake --build <build dir> --target "
-                          f"alloy_capi` (bench/alloy_capi.cu) and pass --lib")
-        try:
-            lib = ctypes.CDLL(str(path.resolve()))
-        except OSError as e:
-            raise Missing(f"{path}: cannot load: {e}") from e
-        c = ctypes
-        lib.alloy_capi_create.argtypes = [
-            c.c_char_p, c.c_int, c.POINTER(c.c_void_p), c.POINTER(c.c_void_p),
-            c.POINTER(c.c_longlong), c.POINTER(c.c_char_p), c.c_int,
-            c.c_float, c.c_float, c.c_float, c.c_float, c.c_float]
-        lib.alloy_capi_create.restype = c.c_void_p
-        lib.alloy_capi_step.argtypes = [c.c_void_p]
-        lib.alloy_capi_step.restype = c.c_int
-        lib.alloy_capi_error.argtypes = []
-        lib.alloy_capi_error.restype = c.c_char_p
-        lib.alloy_capi_state_bytes.argtypes = [c.c_void_p]
-        lib.alloy_capi_state_bytes.restype = c.c_longlong
-        lib.alloy_capi_codebook.argtypes = [c.c_int, c.POINTER(c.c_float)]
-        lib.alloy_capi_codebook.restype = None
-        lib.alloy_capi_destroy.argtypes = [c.c_void_p]
-        lib.alloy_capi_destroy.restype = None
-        self.lib, self.path = lib, path
-
-    def error(self) -> str:
-        msg = self.lib.alloy_capi_error()
-        return msg.decode(errors="replace") if msg else "(no message)"
-
-    def codebook(self, k: int) -> torch.Tensor:
-        """Codebook k (0: signed map for m, 1: unsigned map for v) as a CPU fp32 tensor."""
-        buf = (ctypes.c_float * 256)()
-        self.lib.alloy_capi_codebook(k, buf)
-        return torch.tensor(list(buf), dtype=torch.float32)
-
-
-class AlloyOptimizer:
-    """One alloy composition over torch tensors. Keeps the params and grads alive: alloy holds
-    raw pointers to them. Write gradients into .grads, then step()."""
-
-    def __init__(self, lib: AlloyLib, composition: str, params: list[torch.Tensor], names: list[str],
-                 dtype_code: int, hp: dict):
-        for p in params:
-            if not (p.is_cuda and p.is_contiguous()):
-                raise ValueError("alloy: params must be contiguous CUDA tensors")
-        self.lib, self.params = lib, params
-        self.grads = [torch.zeros_like(p) for p in params]
-        n = len(params)
-        self._p = (ctypes.c_void_p * n)(*[p.data_ptr() for p in params])
-        self._g = (ctypes.c_void_p * n)(*[g.data_ptr() for g in self.grads])
-        self._numels = (ctypes.c_longlong * n)(*[p.numel() for p in params])
-        self._names = (ctypes.c_char_p * n)(*[s.encode() for s in names])
-        torch.cuda.synchronize()  # the params' initial values are written before alloy sees them
-        b1, b2 = hp["betas"]
-        self.handle = lib.lib.alloy_capi_create(composition.encode(), n, self._p, self._g, self._numels,
-                                                self._names, dtype_code, hp["lr"], b1, b2, hp["eps"],
-                                                hp["weight_decay"])
-        if not self.handle:
-            raise RuntimeError(f"alloy_capi_create({composition}): {lib.error()}")
-
-    def step(self) -> None:
-        # alloy enqueues on the legacy default stream; synchronize on both sides so that the
-        # torch-side grad copies are done before and the params are final after.
-        torch.cuda.synchronize()
-        if self.lib.lib.alloy_capi_step(self.handle) != 0:
-            raise RuntimeError(f"alloy_capi_step: {self.lib.error()}")
-        torch.cuda.synchronize()
-
-    def state_bytes(self) -> int:
-        return int(self.lib.lib.alloy_capi_state_bytes(self.handle))
-
-    def close(self) -> None:
-        if self.handle:
-            self.lib.lib.alloy_capi_destroy(self.handle)
-            self.handle = None
 
 
 # ----------------------------------------------------------------------------- bitsandbytes
@@ -180,7 +93,8 @@ def compare_bits(name: str, alloy: torch.Tensor, other: torch.Tensor | None, sho
 
 def check_codebooks(lib: AlloyLib, bnb) -> dict:
     print("[int8_parity] codebooks (alloy vs bitsandbytes, int32 views):")
-    alloy = {"signed": lib.codebook(0), "unsigned": lib.codebook(1)}
+    alloy = {"signed": torch.tensor(lib.codebook(0), dtype=torch.float32),
+             "unsigned": torch.tensor(lib.codebook(1), dtype=torch.float32)}
     F = bnb.functional
     out = {
         "signed_vs_create_dynamic_map": compare_bits(
@@ -297,11 +211,6 @@ def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int) -> dict
     return {"seed": seed, "dtype": dtype_name, "seconds": secs, "distance": dist, "state_bytes": state,
             "ref_moved_l2": math.sqrt(sum(((r.double() - q.double()) ** 2).sum().item()
                                           for r, q in zip(refs, p0)))}
-
-
-def mean_std(xs: list[float]) -> dict:
-    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
-            "min": min(xs), "max": max(xs)}
 
 
 def aggregate(rows: list[dict]) -> dict:
