@@ -2,8 +2,8 @@
 # One call on the GPU machine: build the CUDA tests and the benchmark, run the tests, run
 # compute-sanitizer (memcheck, racecheck) on them, run the benchmark; logs under $OUT.
 #
-#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,parity,sanitize
-#                                     (default: all)
+#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,parity,sanitize,ncu
+#                                     (default: all but ncu)
 # Wheels under .whl/ (bitsandbytes, adam-mini; see docs/benchmarks.md) are installed first.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -66,6 +66,22 @@ if has parity; then
     --out "$OUT/adam_mini_parity.json" >"$OUT/adam_mini_parity.log" 2>&1
   note "adam-mini parity: rc=$? in $((SECONDS - t0)) s: $(grep -E 'matches official' "$OUT/adam_mini_parity.log" | tr '\n' ' ')"
   tail -25 "$OUT/adam_mini_parity.log"
+fi
+
+if has ncu; then
+  # Nsight Compute on the 8-bit AdamW step kernel (flat workload), fp32 and bf16 parameters:
+  # occupancy, warp stalls, issue, shared-memory wavefronts. NCU_ONLY picks other rows.
+  for dt in fp32 bf16; do
+    t0=$SECONDS
+    timeout 240 ncu --kernel-name regex:step_kernel --launch-skip 1 --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+      --section SchedulerStats --section MemoryWorkloadAnalysis_Tables --section InstructionStats \
+      --section ComputeWorkloadAnalysis \
+      $BUILD/bench/alloy_bench --only "${NCU_ONLY:-AdamW/Int8Blockwise/PerParameter}" \
+      --select flat --dtypes $dt --steps 2 --no-zo --out /tmp/ncu-bench.json \
+      >"$OUT/ncu_$dt.txt" 2>&1
+    note "ncu $dt: rc=$? in $((SECONDS - t0)) s"
+  done
 fi
 
 if has sanitize; then
