@@ -98,11 +98,8 @@ TEST_CASE("int8 encoder: nearest code at every midpoint, bucket edge and a sweep
     probes.push_back(1.5f);
     probes.push_back(-7.f);
     std::size_t wrong = 0;
-    int max_steps = 0;
     for (float x : probes) {
-      int steps = 0;
-      const int got = enc.encode(x, &steps);
-      max_steps = std::max(max_steps, steps);
+      const int got = enc.encode(x);
       const int want = (!is_signed && x < 0) ? nearest(m, 0.f) : nearest(m, x);
       if (got != want) {
         if (++wrong < 5)
@@ -111,9 +108,51 @@ TEST_CASE("int8 encoder: nearest code at every midpoint, bucket edge and a sweep
       }
     }
     CHECK(wrong == 0);
-    CHECK(max_steps <= QuantEncoder::kMaxSteps);
     CHECK(probes.size() > 2000000);
   }
+}
+
+TEST_CASE("int8 encoder: the nearest code of every float in [-1, 1], Inf and NaN") {
+  // Floats of increasing magnitude, with the nearest magnitude tracked by distances in double
+  // (ties stay at the smaller one): independent of the encoder's thresholds and buckets.
+  for (bool is_signed : {true, false}) {
+    const QuantMap m = alloy::state::dynamic_map(is_signed);
+    const QuantEncoder enc(m);
+    INFO(std::string(is_signed ? "signed" : "unsigned"));
+    const int zero = is_signed ? 127 : 0, top = 255 - zero;
+    const auto mag = [&](int j) { return double(m.code[zero + j]); };
+    std::uint64_t wrong = 0, checked = 0;
+    int j = 0;
+    const auto expect = [&](std::uint32_t u, int got, int want) {
+      ++checked;
+      if (got != want && ++wrong < 5)
+        MESSAGE("bits " << u << ": code " << got << ", nearest " << want);
+    };
+    for (std::uint32_t u = 0;; ++u) {
+      float a;
+      std::memcpy(&a, &u, 4);
+      while (j < top && std::fabs(double(a) - mag(j + 1)) < std::fabs(double(a) - mag(j))) ++j;
+      expect(u, enc.encode(a), zero + j);
+      expect(u, enc.encode(-a), is_signed ? zero - std::min(j, 127) : 0);
+      if (u == 0x3f800000u) break;  // 1.0
+    }
+    CHECK(wrong == 0);
+    CHECK(checked == 2 * (std::uint64_t(0x3f800000u) + 1));
+    CHECK(enc.encode(INFINITY) == 255);
+    CHECK(enc.encode(-INFINITY) == (is_signed ? 0 : 0));
+    CHECK(enc.encode(3.0e38f) == 255);
+    CHECK(enc.encode(NAN) == zero);
+    CHECK(enc.encode(-NAN) == zero);
+  }
+}
+
+TEST_CASE("int8 encoder: tables refuse a codebook finer than their buckets") {
+  QuantMap fine = alloy::state::dynamic_map(false);
+  // Crowd codes 200..210 within one bucket near 0.75 (the map stays sorted).
+  for (int c = 200; c <= 210; ++c) fine.code[c] = 0.75f + float(c - 200) * 1e-6f;
+  for (int c = 211; c < 255; ++c) fine.code[c] = 0.76f + float(c - 211) * 1e-3f;
+  for (int c = 150; c < 200; ++c) fine.code[c] = 0.5f + float(c - 150) * 1e-3f;
+  CHECK_THROWS_WITH_AS(QuantEncoder{fine}, doctest::Contains("decision points"), alloy::Error);
 }
 
 TEST_CASE("int8 encoder: round trip error is bounded by half the local code spacing") {

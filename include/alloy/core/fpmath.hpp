@@ -30,13 +30,16 @@ ALLOY_HD float mul(float a, float b) { return a * b; }
 ALLOY_HD float div(float a, float b) { return a / b; }
 ALLOY_HD float sqrt(float a) { return std::sqrt(a); }
 #endif
-/// Exact on every target: |a| and the larger of two values (a NaN operand yields the other).
+/// Exact on every target: |a|, the larger and the smaller of two values (a NaN operand yields
+/// the other).
 #if ALLOY_ON_DEVICE
 ALLOY_HD float abs(float a) { return fabsf(a); }
 ALLOY_HD float max(float a, float b) { return fmaxf(a, b); }
+ALLOY_HD float min(float a, float b) { return fminf(a, b); }
 #else
 ALLOY_HD float abs(float a) { return std::fabs(a); }
 ALLOY_HD float max(float a, float b) { return std::fmax(a, b); }
+ALLOY_HD float min(float a, float b) { return std::fmin(a, b); }
 #endif
 
 /// beta^t for an integer t >= 0 by binary exponentiation in double: the same sequence of

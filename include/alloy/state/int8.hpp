@@ -13,7 +13,7 @@
 ALLOY_NAMESPACE_BEGIN
 namespace state {
 
-/// Both codebooks with their encoder tables, as one plain block of bytes (7,176): the first
+/// Both codebooks with their encoder tables, as one plain block of bytes (25,616): the first
 /// moment uses the signed map, the second moment the unsigned one. The CUDA executor copies it
 /// into shared memory once per thread block.
 struct alignas(16) Int8Tables {

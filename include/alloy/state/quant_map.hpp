@@ -1,6 +1,6 @@
 // The 8-bit dynamic codebooks of blockwise quantized state (bitsandbytes' "dynamic" maps) and a
-// nearest-code encoder that needs no search through memory: a table indexed by the float's
-// exponent and top mantissa bits gives a candidate code, then at most two neighbour steps.
+// nearest-code encoder that needs no search through memory: one table entry, indexed by the
+// float's exponent and top mantissa bits, and one integer add decide the nearest code.
 // The same code encodes on the host and on the device (state/int8.hpp).
 #pragma once
 
@@ -64,86 +64,92 @@ inline QuantMap dynamic_map(bool is_signed) {
 }
 
 /// The encoder's tables for one codebook: plain data, the same bytes on the host and (copied)
-/// on the device. Magnitudes are bucketed: below 2^-kMinExp one bucket; above, by (exponent, top
-/// kMantBits bits of the mantissa); a bucket is narrower than the codebook's spacing there, so
-/// the nearest code is at most kMaxSteps codes above the bucket's start (the tests check this at
-/// every bucket edge and every code midpoint).
+/// on the device. The encoder clamps a magnitude into [2^-kMinExp, 1] (NaN to the low end),
+/// where it falls in a bucket: the floats that share their exponent and top kMantBits mantissa
+/// bits, 2^kMantBits per binade, and 1.0 alone in the last. Buckets are narrower than the
+/// codebook's spacing, so at most one decision point (where the next code becomes the nearer)
+/// lies inside a bucket: one 32-bit entry per bucket holds the nearest code of the bucket's lower
+/// edge and where, in the float's low kLowBits bits, the decision point is. Encoding is then one
+/// table read and integer arithmetic (encode_nearest); make_codebook_tables refuses a codebook
+/// finer than the buckets, and the tests check every float of [-1, 1].
 struct CodebookTables {
-  static constexpr int kMantBits = 6;
-  static constexpr int kMinExp = 24;
-  static constexpr int kMaxSteps = 2;
-  static constexpr int kBuckets = 1 + kMinExp * (1 << kMantBits) + 1;
+  static constexpr int kMantBits = 7;
+  static constexpr int kLowBits = 23 - kMantBits;  // 16: the bits that vary within a bucket
+  static constexpr int kMinExp = 23;
+  static constexpr int kBuckets = kMinExp * (1 << kMantBits) + 1;
+  /// Bits of 2^-kMinExp, the first bucket's lower edge, shifted right by kLowBits.
+  static constexpr std::uint32_t kFirst = std::uint32_t(127 - kMinExp) << kMantBits;
 
   float code[256];
-  /// up[c]: the smallest float strictly above the exact midpoint of code[c] and code[c + 1], so
-  /// one float compare decides between them exactly; up[255] = 2.
-  float up[256];
-  /// start[b]: the largest code at or below bucket b's lower edge (positive side).
-  std::uint8_t start[kBuckets];
+  /// enc[b] = j << 16 | f: j is the magnitude index (code index minus the zero's) of the
+  /// nearest code to bucket b's lower edge; f is 0 when no decision point lies in the bucket,
+  /// else 2^16 - t, where t (>= 1) are the low 16 bits of the smallest float nearer to magnitude
+  /// j + 1 than to j. For a float of the bucket with low bits l, (enc[b] + l) >> 16 is then
+  /// j + 1 exactly when l >= t: the carry is the comparison.
+  std::uint32_t enc[kBuckets];
 };
-
-/// Bucket of a magnitude a in [0, 1]: 0 below 2^-24, then 64 per binade, kBuckets - 1 for 1.0.
-/// Branch-free: the float's bits above the top 6 mantissa bits, offset to binade 2^-24.
-ALLOY_HD int magnitude_bucket(float a) {
-  const int b = int(float_bits(a) >> (23 - CodebookTables::kMantBits)) -
-                (127 - CodebookTables::kMinExp) * (1 << CodebookTables::kMantBits) + 1;
-  return b < 0 ? 0 : b > CodebookTables::kBuckets - 1 ? CodebookTables::kBuckets - 1 : b;
-}
 
 /// The nearest code of x in a codebook of bitsandbytes' dynamic layout: zero at index 127
 /// (signed; negative codes mirror positive ones, code[127 - j] == -code[127 + j]) or 0
 /// (unsigned). Ties (x exactly halfway) go to the code of smaller magnitude; inputs beyond the
 /// codebook clamp to its extreme code; +-0 and NaN encode as zero, and so do negative inputs of
-/// an unsigned map. `steps`, if given, receives the neighbour steps taken after the table.
+/// an unsigned map. One table read, no search and no compare against the codebook.
 template <bool Signed>
-ALLOY_HD std::uint8_t encode_nearest(const CodebookTables& t, float x, int* steps = nullptr) {
-  constexpr int zero = Signed ? 127 : 0;
-  const bool neg = x < 0.f;
-  if (!(x == x) || (!Signed && neg)) return std::uint8_t(zero);
-  const int top = neg ? 2 * zero : 255;  // the largest magnitude of this sign
-  float a = fp::abs(x);                  // +-0 -> +0: the bucket reads the bits
-  if (a > t.code[top]) a = t.code[top];
-  int c = t.start[magnitude_bucket(a)];
-  int taken = 0;
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-  for (int s = 0; s < CodebookTables::kMaxSteps; ++s) {
-    const bool up = c < top && t.code[c + 1] <= a;
-    c += up;
-    taken += up;
+ALLOY_HD std::uint8_t encode_nearest(const CodebookTables& t, float x) {
+  // |x| into [2^-23, 1]: below 2^-23 every value is nearest to zero (make_codebook_tables
+  // checks), and fmax turns NaN into the low end.
+  const float a = fp::min(fp::max(fp::abs(x), 0x1p-23f), 1.0f);
+  static_assert(CodebookTables::kMinExp == 23, "the clamp above is 2^-kMinExp");
+  const std::uint32_t u = float_bits(a);
+  const std::uint32_t e = t.enc[(u >> CodebookTables::kLowBits) - CodebookTables::kFirst];
+  const int j = int((e + (u & 0xffffu)) >> 16);
+  const bool neg = float_bits(x) >> 31;
+  if constexpr (Signed) {
+    // The largest negative magnitude is 127 (128 is the positive-only 1.0): clamp at code 0.
+    const int c = neg ? 127 - j : 127 + j;
+    return std::uint8_t(c < 0 ? 0 : c);
+  } else {
+    return std::uint8_t(neg ? 0 : j);
   }
-  if (steps) *steps = taken;
-  // Nearest of code[c] <= a < code[c + 1]; an exact tie stays at the smaller magnitude.
-  const int best = c + int(c < top && a >= t.up[c]);
-  return std::uint8_t(neg ? 2 * zero - best : best);
 }
 
-/// The encoder tables of a map with the dynamic layout (zero at 127 or 0).
+/// The encoder tables of a map with the dynamic layout (zero at 127 or 0). Fails if some bucket
+/// would hold two decision points (a codebook finer than the buckets), or if a value below
+/// 2^-kMinExp would not be nearest to zero.
 inline CodebookTables make_codebook_tables(const QuantMap& m) {
   CodebookTables t{};
   for (int c = 0; c < 256; ++c) t.code[c] = m.code[c];
-  const int zero = m.is_signed ? 127 : 0;
-  for (int b = 0; b < CodebookTables::kBuckets; ++b) {
-    float lo = 0.f;  // the bucket's lower edge
-    if (b == CodebookTables::kBuckets - 1) lo = 1.f;
-    else if (b > 0) {
-      const int e = (b - 1) / (1 << CodebookTables::kMantBits) - CodebookTables::kMinExp;
-      const int mant = (b - 1) % (1 << CodebookTables::kMantBits);
-      lo = bits_float(std::uint32_t(e + 127) << 23 | std::uint32_t(mant)
-                                                         << (23 - CodebookTables::kMantBits));
+  const int zero = m.is_signed ? 127 : 0, top = 255 - zero;  // magnitudes 0..top
+  // up[j]: the smallest float nearer to magnitude j + 1 than to j (above the exact midpoint;
+  // a float sum is exact in double); +Inf past the largest.
+  std::array<std::uint32_t, 256> up{};
+  for (int j = 0; j <= top; ++j) {
+    if (j == top) {
+      up[j] = float_bits(INFINITY);
+      continue;
     }
-    int c = zero;
-    while (c + 1 < 256 && m.code[c + 1] <= lo) ++c;
-    t.start[b] = std::uint8_t(c);
-  }
-  for (int c = 0; c + 1 < 256; ++c) {  // a float sum is exact in double
-    const double mid = (double(m.code[c]) + double(m.code[c + 1])) / 2;
+    const double mid = (double(m.code[zero + j]) + double(m.code[zero + j + 1])) / 2;
     float f = float(mid);
-    if (double(f) <= mid) f = std::nextafter(f, 2.f);
-    t.up[c] = f;
+    if (double(f) <= mid) f = std::nextafter(f, INFINITY);
+    up[j] = float_bits(f);
   }
-  t.up[255] = 2.f;
+  constexpr int L = CodebookTables::kLowBits;
+  for (int b = 0; b < CodebookTables::kBuckets; ++b) {
+    const std::uint32_t lo = (CodebookTables::kFirst + std::uint32_t(b)) << L;  // its floats:
+    const std::uint32_t hi =
+        b + 1 < CodebookTables::kBuckets ? lo + (1u << L) - 1 : lo;  // [lo, hi]
+    int j = 0;  // the nearest magnitude of the lower edge
+    while (j < top && up[j] <= lo) ++j;
+    int inside = 0;  // decision points in (lo, hi]
+    while (j + inside < top && up[j + inside] <= hi) ++inside;
+    if (inside > 1)
+      detail::fail("make_codebook_tables: bucket ", b, " holds ", inside,
+                   " decision points; the codebook is finer than the encoder's buckets");
+    if (b == 0 && j != 0)
+      detail::fail("make_codebook_tables: values below 2^-", CodebookTables::kMinExp,
+                   " are not all nearest to zero");
+    t.enc[b] = std::uint32_t(j) << 16 | (inside ? (1u << L) - (up[j] & ((1u << L) - 1)) : 0u);
+  }
   return t;
 }
 
@@ -151,8 +157,6 @@ inline CodebookTables make_codebook_tables(const QuantMap& m) {
 /// device as they are).
 class QuantEncoder {
  public:
-  static constexpr int kMaxSteps = CodebookTables::kMaxSteps;
-
   explicit QuantEncoder(const QuantMap& m) : map_(m), tables_(make_codebook_tables(m)) {
     if (m.is_signed ? !(m.code[127] == 0.f) : !(m.code[0] == 0.f))
       detail::fail("QuantEncoder: the codebook does not have the dynamic layout (zero at ",
@@ -163,9 +167,8 @@ class QuantEncoder {
   const CodebookTables& tables() const { return tables_; }
   int zero_index() const { return map_.is_signed ? 127 : 0; }
 
-  std::uint8_t encode(float x, int* steps = nullptr) const {
-    return map_.is_signed ? encode_nearest<true>(tables_, x, steps)
-                          : encode_nearest<false>(tables_, x, steps);
+  std::uint8_t encode(float x) const {
+    return map_.is_signed ? encode_nearest<true>(tables_, x) : encode_nearest<false>(tables_, x);
   }
   float decode(std::uint8_t q) const { return map_.code[q]; }
 
