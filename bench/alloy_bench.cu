@@ -287,10 +287,24 @@ void time_graph(cudaStream_t s, Enqueue&& enqueue, Time&& time) {
 /// --only: run the compositions whose name contains this text (all when empty).
 std::string g_only;
 
+template <class Rule, class State, class T, class Share>
+void bench_composition(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
+                       double bytes_per_param, const std::string& comp, std::vector<Row>& rows);
+
 /// Times one composition on one workload and dtype (and its graph replay).
 template <class Rule, class State, class T, class Share = alloy::share::PerParameter>
 void bench(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
            double bytes_per_param, const std::string& comp, std::vector<Row>& rows) {
+#ifdef ALLOY_BENCH_BLOCK_FORMATS_ONLY  // bench/tune.sh: compile (and time) only 8-bit rows
+  if constexpr (State::kElementwise) return;
+  else
+#endif
+    bench_composition<Rule, State, T, Share>(w, h, steps, copy_gbs, bytes_per_param, comp, rows);
+}
+
+template <class Rule, class State, class T, class Share>
+void bench_composition(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
+                       double bytes_per_param, const std::string& comp, std::vector<Row>& rows) {
   if (comp.find(g_only) == std::string::npos) return;
   const char* dt = sizeof(T) == 4 ? "fp32" : "bf16";
   std::fprintf(stderr, "[alloy_bench] %s %s %s ...\n", comp.c_str(), w.name.c_str(), dt);
@@ -456,7 +470,9 @@ int main(int argc, char** argv) {
               w, adam, steps, copy_gbs, floor_bytes(4, 4, 1, 1),
               "AdamW/Int8Blockwise/PerBlock/Backprop", rows);
         }
+#ifndef ALLOY_BENCH_BLOCK_FORMATS_ONLY
         if (zo) bench_zo<float>(w, steps, copy_gbs, rows);
+#endif
       } else if (dt == "bf16") {
         bench<alloy::rule::AdamW, alloy::state::Fp32, alloy::bf16>(
             w, adam, steps, copy_gbs, floor_bytes(2, 2, 2, 4), "AdamW/Fp32/PerParameter/Backprop",
@@ -478,7 +494,9 @@ int main(int argc, char** argv) {
                 alloy::share::PerBlock>(w, adam, steps, copy_gbs, floor_bytes(2, 2, 1, 1),
                                         "AdamW/Int8Blockwise/PerBlock/Backprop", rows);
         }
+#ifndef ALLOY_BENCH_BLOCK_FORMATS_ONLY
         if (zo) bench_zo<alloy::bf16>(w, steps, copy_gbs, rows);
+#endif
       } else {
         std::fprintf(stderr, "unknown dtype %s\n", dt.c_str());
         return 2;

@@ -3,7 +3,8 @@
 # alloy_bench once per variant (compile-time macros) and times alloy's rows with each.
 #
 #   bench/tune.sh [out_dir]       env: VARIANTS ("name:-DMACRO=V -D..." entries, ;-separated),
-#                                 ONLY (time only compositions containing this text)
+#                                 ONLY (time only compositions containing this text),
+#                                 BLOCK_ONLY=1 (compile only the 8-bit rows: a faster build)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${1:-/tmp/tune-out}
@@ -15,7 +16,7 @@ for v in "${LIST[@]}"; do
   name=${v%%:*}; flags=${v#*:}
   ( cmake -S . -B "build-tune-$name" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
       -DALLOY_BUILD_BENCH=ON -DALLOY_BUILD_TESTS=OFF -DALLOY_BUILD_EXAMPLES=OFF \
-      "-DCMAKE_CUDA_FLAGS=$flags" >"$OUT/build-$name.log" 2>&1 \
+      "-DCMAKE_CUDA_FLAGS=$flags${BLOCK_ONLY:+ -DALLOY_BENCH_BLOCK_FORMATS_ONLY}" >"$OUT/build-$name.log" 2>&1 \
     && cmake --build "build-tune-$name" --target alloy_bench -j 4 >>"$OUT/build-$name.log" 2>&1 ) &
   pids+=($!)
 done

@@ -2,15 +2,15 @@
 # One call on the GPU machine: build the CUDA tests and the benchmark, run the tests, run
 # compute-sanitizer (memcheck, racecheck) on them, run the benchmark; logs under $OUT.
 #
-#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,parity,sanitize,ncu
-#                                     (default: all but ncu)
+#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,parity,sanitize,ncu,sass
+#                                     (default: all but ncu and sass)
 # Wheels under .whl/ (bitsandbytes, adam-mini; see docs/benchmarks.md) are installed first.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/alloy-out}
 mkdir -p "$OUT"
 STAGES=${1:-build,test,tune,bench,parity,sanitize}
-BUILD=build-gpu
+BUILD=${BUILD:-build-gpu}  # the tune stage builds build-tune-<variant>: BUILD=build-tune-base
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
@@ -82,6 +82,20 @@ if has ncu; then
       >"$OUT/ncu_$dt.txt" 2>&1
     note "ncu $dt: rc=$? in $((SECONDS - t0)) s"
   done
+fi
+
+if has sass; then
+  # SASS of the 8-bit AdamW step kernels (for instruction counts per element).
+  cuobjdump -sass "$BUILD/bench/alloy_bench" | c++filt | python3 -c '
+import sys
+keep = False
+for line in sys.stdin:
+    if "Function :" in line:
+        keep = "step_kernel" in line and "Int8Blockwise" in line and "AdamW" in line and "PerBlock" not in line
+    if keep:
+        sys.stdout.write(line)
+' >"$OUT/sass_int8.txt"
+  note "sass: $(grep -c 'Function :' "$OUT/sass_int8.txt") kernels, $(wc -l <"$OUT/sass_int8.txt") lines"
 fi
 
 if has sanitize; then

@@ -90,14 +90,29 @@ struct Tuning {
 #define ALLOY_SM90_UNROLL_16 1
 #endif
 
+// Block-quantized formats (Int8Blockwise): threads per block, tiles in flight per thread, and
+// the depth of the fp32-state path of small tensors inside the same kernel.
+#ifndef ALLOY_SM90_BLOCK_THREADS
+#define ALLOY_SM90_BLOCK_THREADS 256
+#endif
+#ifndef ALLOY_SM90_BLOCK_UNROLL
+#define ALLOY_SM90_BLOCK_UNROLL 1
+#endif
+#ifndef ALLOY_SM90_SMALL_UNROLL
+#define ALLOY_SM90_SMALL_UNROLL 1
+#endif
+
 /// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows
 /// (bench/results/tune_sm90.txt, docs/benchmarks.md): 256 threads; tiles of 4 elements (all
 /// arrays fp32) 4 deep, tiles of 8 elements (some array 16-bit) 2 deep, i.e. 16 elements of
 /// every array in flight per thread. 512 threads: within +-0.5% except -2.6% on AdamW/Bf16
 /// bf16 flat; half the depth: up to -2% (AdamW/Fp32 bf16 flat); twice the depth: -13 to -20%
-/// on AdamW (register pressure halves occupancy).
+/// on AdamW (register pressure halves occupancy). Block-quantized state: one tile of
+/// ALLOY_BLOCK_TILE elements per thread (its decode, encode and block reduction need registers
+/// that deeper tiles would take from occupancy; docs/policies/int8.md).
 template <class E>
 constexpr Tuning tuning_sm90() {
+  if constexpr (kBlockKind<E>) return Tuning{ALLOY_SM90_BLOCK_THREADS, ALLOY_SM90_BLOCK_UNROLL};
   if constexpr (requires { E::kUnrollSm90; }) return Tuning{ALLOY_SM90_THREADS, E::kUnrollSm90};
   if constexpr (E::kVec == 4) return Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_4};
   if constexpr (E::kVec == 8) return Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_8};
@@ -171,7 +186,12 @@ __device__ __forceinline__ void block_range(const TensorEntry& t, const typename
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const std::uint64_t v = v0 + std::uint64_t(u) * kThreads;
-      if (v < slots)
+      if (v >= slots) continue;
+      // Whole blocks (all but a tensor's last) take the path where every tile is full; the
+      // test is uniform over the lanes of a block, which reduce its absmax together.
+      if (begin + (v / L + 1) * B <= end)
+        tile[u].template update_store<VP, true, LaneGroup<L>>(t, begin + v * N, s, pass, N);
+      else
         tile[u].template update_store<VP, true, LaneGroup<L>>(t, begin + v * N, s, pass, valid[u]);
     }
   }
@@ -219,7 +239,7 @@ __global__ void __launch_bounds__(kThreads)
     if constexpr (kBlockKind<E>) {
       if (t.flags & kSmallState) {
         using Small = typename E::Small;
-        tensor_range<Small, kThreads, kTuningSm90<Small>.unroll>(t, s, pass, ch.begin, ch.end);
+        tensor_range<Small, kThreads, ALLOY_SM90_SMALL_UNROLL>(t, s, pass, ch.begin, ch.end);
         continue;
       }
     }

@@ -127,8 +127,12 @@ struct Solo {
 template <int L>
 struct LaneGroup {
   static_assert(L >= 1 && L <= 32 && (L & (L - 1)) == 0);
+  /// x >= 0 and not NaN (a max of fmaxf(0, |.|)): a whole warp compares the bit patterns,
+  /// which order such floats as their values, in one redux.sync.
   __device__ static float max(float x) {
-    if constexpr (L > 1) {
+    if constexpr (L == 32) {
+      return __uint_as_float(__reduce_max_sync(0xffffffffu, __float_as_uint(x)));
+    } else if constexpr (L > 1) {
       const unsigned lane = threadIdx.x & 31u;
       const unsigned mask = L == 32 ? 0xffffffffu : ((1u << L) - 1u) << (lane & ~unsigned(L - 1));
 #pragma unroll
@@ -139,10 +143,10 @@ struct LaneGroup {
 };
 #endif
 
-/// Tile width (elements per CUDA thread) of block-quantized formats: 8 or 16; bench/tune.sh
-/// sweeps it.
+/// Tile width (elements per CUDA thread) of block-quantized formats: 8 (a 256-element block is
+/// one warp) or 16; bench/tune.sh sweeps it.
 #ifndef ALLOY_BLOCK_TILE
-#define ALLOY_BLOCK_TILE 16
+#define ALLOY_BLOCK_TILE 8
 #endif
 
 /// Per-launch values every element of a pass sees: the seed and global step that key its random
