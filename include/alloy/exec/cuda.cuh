@@ -90,13 +90,16 @@ struct Tuning {
 #define ALLOY_SM90_UNROLL_16 1
 #endif
 
-// Block-quantized formats (Int8Blockwise): threads per block, tiles in flight per thread, and
-// the depth of the fp32-state path of small tensors inside the same kernel.
+// Block-quantized formats (Int8Blockwise): threads per block, tiles in flight per thread (by
+// tile width), and the depth of the fp32-state path of small tensors inside the same kernel.
 #ifndef ALLOY_SM90_BLOCK_THREADS
 #define ALLOY_SM90_BLOCK_THREADS 256
 #endif
-#ifndef ALLOY_SM90_BLOCK_UNROLL
-#define ALLOY_SM90_BLOCK_UNROLL 1
+#ifndef ALLOY_SM90_BLOCK_UNROLL_8
+#define ALLOY_SM90_BLOCK_UNROLL_8 2
+#endif
+#ifndef ALLOY_SM90_BLOCK_UNROLL_16
+#define ALLOY_SM90_BLOCK_UNROLL_16 1
 #endif
 #ifndef ALLOY_SM90_SMALL_UNROLL
 #define ALLOY_SM90_SMALL_UNROLL 1
@@ -107,13 +110,15 @@ struct Tuning {
 /// arrays fp32) 4 deep, tiles of 8 elements (some array 16-bit) 2 deep, i.e. 16 elements of
 /// every array in flight per thread. 512 threads: within +-0.5% except -2.6% on AdamW/Bf16
 /// bf16 flat; half the depth: up to -2% (AdamW/Fp32 bf16 flat); twice the depth: -13 to -20%
-/// on AdamW (register pressure halves occupancy). Block-quantized state: one tile of
-/// ALLOY_BLOCK_TILE elements per thread (its decode, encode and block reduction need registers
-/// that deeper tiles would take from occupancy; docs/policies/int8.md).
+/// on AdamW (register pressure halves occupancy). Block-quantized state (bench/tune.sh, 2026-11-25,
+/// docs/policies/int8.md): 8-element tiles 2 deep for fp32 parameters, 16-element tiles 1 deep
+/// for 16-bit ones; the other choices were 4-11% slower on the `flat` rows.
 template <class E>
 constexpr Tuning tuning_sm90() {
-  if constexpr (kBlockKind<E>) return Tuning{ALLOY_SM90_BLOCK_THREADS, ALLOY_SM90_BLOCK_UNROLL};
   if constexpr (requires { E::kUnrollSm90; }) return Tuning{ALLOY_SM90_THREADS, E::kUnrollSm90};
+  if constexpr (kBlockKind<E>)
+    return Tuning{ALLOY_SM90_BLOCK_THREADS,
+                  E::kVec == 8 ? ALLOY_SM90_BLOCK_UNROLL_8 : ALLOY_SM90_BLOCK_UNROLL_16};
   if constexpr (E::kVec == 4) return Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_4};
   if constexpr (E::kVec == 8) return Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_8};
   return Tuning{ALLOY_SM90_THREADS, ALLOY_SM90_UNROLL_16};

@@ -143,11 +143,17 @@ struct LaneGroup {
 };
 #endif
 
-/// Tile width (elements per CUDA thread) of block-quantized formats: 8 (a 256-element block is
-/// one warp) or 16; bench/tune.sh sweeps it.
-#ifndef ALLOY_BLOCK_TILE
-#define ALLOY_BLOCK_TILE 8
+/// Tile width (elements per CUDA thread) of block-quantized formats, by parameter width: 8 for
+/// fp32 parameters (a 256-element block is one warp), 16 for 16-bit ones (more bytes in flight
+/// per thread). bench/tune.sh sweeps them (docs/policies/int8.md).
+#ifndef ALLOY_BLOCK_TILE_FP32
+#define ALLOY_BLOCK_TILE_FP32 8
 #endif
+#ifndef ALLOY_BLOCK_TILE_16BIT
+#define ALLOY_BLOCK_TILE_16BIT 16
+#endif
+template <class PT>
+inline constexpr int kBlockTile = sizeof(PT) == 4 ? ALLOY_BLOCK_TILE_FP32 : ALLOY_BLOCK_TILE_16BIT;
 
 /// Per-launch values every element of a pass sees: the seed and global step that key its random
 /// streams, which purpose its stochastic rounding draws from, and the pass's own arguments.
@@ -315,7 +321,7 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
   static constexpr std::size_t kNarrowest = sizeof(PT) < sizeof(GT)
                                                 ? (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S))
                                                 : (sizeof(GT) < sizeof(S) ? sizeof(GT) : sizeof(S));
-  static constexpr int kVec = kBlockState ? ALLOY_BLOCK_TILE : int(16 / kNarrowest);
+  static constexpr int kVec = kBlockState ? kBlockTile<PT> : int(16 / kNarrowest);
 
   /// A tile of N consecutive elements starting at index i0 of one tensor.
   template <int N>

@@ -219,7 +219,7 @@ struct ZoUpdate {
       Format::kRandom || (PR == Rounding::stochastic && sizeof(PT) == 2);
   static constexpr bool kBlockState = !Format::kElementwise;
   static constexpr int kVec =
-      kBlockState ? ALLOY_BLOCK_TILE : int(16 / (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S)));
+      kBlockState ? kBlockTile<PT> : int(16 / (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S)));
   static constexpr int kUnrollSm90 = kVec == 4 ? 2 : 1;  // bound by arithmetic, as ZoPerturb
   using Perturb = ZoPerturb<D, PT, PR>;
 
