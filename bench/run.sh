@@ -21,7 +21,10 @@ DTYPES_ARG=${DTYPES:-fp32,bf16}
 IMPLS_ARG=${IMPLS:-torch_fused,torch_foreach}
 COMMAND="STEPS=$STEPS_ARG WORKLOADS=$WORKLOADS_ARG DTYPES=$DTYPES_ARG bench/run.sh $*"
 
-if COMMIT=$(git rev-parse --verify -q HEAD 2>/dev/null); then :
+# ALLOY_COMMIT names the commit measured (tools/gpu_session.sh sets it from bench/results/COMMIT:
+# the GPU machine's copy of the tree can carry a stale .git); else git, else that file.
+if [[ -n ${ALLOY_COMMIT:-} ]]; then COMMIT=$ALLOY_COMMIT
+elif COMMIT=$(git rev-parse --verify -q HEAD 2>/dev/null); then :
 elif [[ -s bench/results/COMMIT ]]; then COMMIT=$(head -n1 bench/results/COMMIT | tr -d '[:space:]')
 else COMMIT=unknown
 fi

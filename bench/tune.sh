@@ -37,9 +37,10 @@ for n in names:
     if os.path.exists(p):
         for r in json.load(open(p))['rows']:
             if r['impl'] == 'alloy':
-                res.setdefault((r['composition'].split('/P')[0], r['workload'], r['dtype']), {})[n] = r['fraction_of_copy']
+                comp = r['composition'].replace('/Backprop', '').replace('/PerParameter', '')
+                res.setdefault((comp, r['workload'], r['dtype']), {})[n] = r['fraction_of_copy']
 print('fraction of copy bandwidth per tuning variant (alloy rows, median step)')
-print(f"{'composition':<12} {'workload':<8} {'dtype':<5} " + ' '.join(f'{n:>14}' for n in names))
+print(f"{'composition':<30} {'workload':<8} {'dtype':<5} " + ' '.join(f'{n:>14}' for n in names))
 for k, v in sorted(res.items()):
-    print(f'{k[0]:<12} {k[1]:<8} {k[2]:<5} ' + ' '.join(f"{v.get(n, float('nan')):>14.3f}" for n in names))
+    print(f'{k[0]:<30} {k[1]:<8} {k[2]:<5} ' + ' '.join(f"{v.get(n, float('nan')):>14.3f}" for n in names))
 PY

@@ -11,6 +11,8 @@ OUT=${OUT:-/tmp/alloy-out}
 mkdir -p "$OUT"
 STAGES=${1:-build,test,tune,bench,parity,sanitize}
 BUILD=${BUILD:-build-gpu}  # the tune stage builds build-tune-<variant>: BUILD=build-tune-base
+# The commit under test (written before the session: this copy's .git may be stale).
+[[ -s bench/results/COMMIT ]] && export ALLOY_COMMIT=$(head -n1 bench/results/COMMIT | tr -d '[:space:]')
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
