@@ -6,9 +6,6 @@
 // Every row is timed as the anchors are: refill the gradients with fresh random data, sync,
 // event, step(), event, sync; the first step is reported apart (ms_first); then --steps timed
 // steps, median/min/max. `alloy_graph` rows replay a captured step instead of calling step().
-// share::PerBlock's CUDA path is gated until GPU-tested (docs/policies/per_block.md); its rows
-// are measured here.
-#define ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK 1
 #include <alloy/alloy.cuh>
 
 #include <algorithm>

@@ -13,9 +13,7 @@
 // created with alloy_capi_create_adam_mini, which also takes each tensor's rows and the model's
 // dim / heads). dtype: 0 fp32, 1 bf16 (params and grads alike). Errors: create returns null /
 // step returns -1, and alloy_capi_error() says why.
-//
-// PerBlock's CUDA path is still gated (docs/policies/per_block.md); this target enables it.
-#define ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK 1
+
 #include <alloy/alloy.cuh>
 
 #include <cstring>

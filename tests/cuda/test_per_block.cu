@@ -1,7 +1,6 @@
-// share::PerBlock on CUDA (ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK, set for this target): the statistics
-// pass and the update equal the host executor bit for bit (the same summation order), for Fp32,
-// Bf16 and Int8 first moments, blocks from one element to whole tensors of a million elements,
-// every dtype pair, grid sizes, misaligned tensors.
+// share::PerBlock on CUDA: the statistics pass and the update equal the host executor bit for
+// bit (the same summation order), for Fp32, Bf16 and Int8 first moments, blocks from one element to
+// whole tensors of a million elements, every dtype pair, grid sizes, misaligned tensors.
 #include "twins.hpp"
 
 namespace {

@@ -347,12 +347,6 @@ struct Cuda {
 
 template <class Rule, class Format, class Share, class Grad>
 class Cuda::Backend {
-#ifndef ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK
-  static_assert(!Share::kSharesSecondMoment,
-                "alloy: share::PerBlock runs on the host executor; its CUDA path (a block "
-                "statistics pass, then the update) is written but not yet tested on a GPU: "
-                "define ALLOY_EXPERIMENTAL_CUDA_PER_BLOCK to try it (docs/policies/per_block.md)");
-#endif
   using Hyper = typename Rule::Hyper;
   using Scalars = typename Rule::Scalars;
 
