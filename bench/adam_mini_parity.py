@@ -4,6 +4,10 @@
     python3 bench/adam_mini_parity.py --lib build-gpu/bench/liballoy_capi.so \
         --compositions adam_mini_fp32 --out adam_mini_parity.json
 
+With --device cpu everything runs on the CPU: the official optimizer on CPU tensors, alloy's host
+executor through build/.../bench/liballoy_capi_host.so (cmake -DALLOY_BUILD_HOST_CAPI=ON); the
+CUDA executor equals the host executor bit for bit for PerBlock (tests/cuda/test_per_block.cu).
+
 alloy is driven through the ctypes shim bench/alloy_capi.cu (alloy_capi_create_adam_mini, target
 alloy_capi); the official optimizer is adam_mini.Adam_mini from the carried wheel adam-mini 1.1.1
 (pure Python: pip install adam_mini-1.1.1-py3-none-any.whl).
@@ -72,6 +76,7 @@ import contextlib
 import io
 import json
 import math
+import platform
 import statistics
 import sys
 import time
@@ -256,16 +261,19 @@ def within_tolerance(cmp: dict) -> bool:
 
 # ----------------------------------------------------------------------------- one seed
 
+DEVICE = "cuda"  # --device
+
+
 def run_seed(lib: AlloyLib, Adam_mini, seed: int, comps: list[str], steps: int, specs) -> dict:
     names = [n for n, _ in specs]
     shapes = [s for _, s in specs]
     groups = [lib.adam_mini_block(n, s, MODEL)[0] for n, s in specs]
-    gen = torch.Generator(device="cuda").manual_seed(seed)
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
     p0 = []
     for name, s in specs:
-        x = torch.randn(s, generator=gen, device="cuda") * 0.02
-        p0.append(torch.ones(s, device="cuda") if "norm" in name.lower() else x)
-    dirs = [torch.randn(s, generator=gen, device="cuda") for s in shapes]  # fixed gradient bias
+        x = torch.randn(s, generator=gen, device=DEVICE) * 0.02
+        p0.append(torch.ones(s, device=DEVICE) if "norm" in name.lower() else x)
+    dirs = [torch.randn(s, generator=gen, device=DEVICE) for s in shapes]  # fixed gradient bias
 
     # official Adam-mini on fp32 params that require grad (it skips the others)
     op = [x.clone().requires_grad_(True) for x in p0]
@@ -287,10 +295,10 @@ def run_seed(lib: AlloyLib, Adam_mini, seed: int, comps: list[str], steps: int, 
 
         t0 = time.perf_counter()
         for step in range(1, steps + 1):
-            gg = torch.Generator(device="cuda").manual_seed(seed * 1000 + step)
+            gg = torch.Generator(device=DEVICE).manual_seed(seed * 1000 + step)
             with torch.no_grad():
                 for i, s in enumerate(shapes):
-                    g = GRAD_NOISE * torch.randn(s, generator=gg, device="cuda") + GRAD_BIAS * dirs[i]
+                    g = GRAD_NOISE * torch.randn(s, generator=gg, device=DEVICE) + GRAD_BIAS * dirs[i]
                     op[i].grad.copy_(g)
                     wp[i].grad.copy_(g)
                     for a in alloys.values():
@@ -299,7 +307,8 @@ def run_seed(lib: AlloyLib, Adam_mini, seed: int, comps: list[str], steps: int, 
             adamw.step()
             for a in alloys.values():
                 a.step()  # synchronizes before and after
-        torch.cuda.synchronize()
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
         secs = time.perf_counter() - t0
 
         refs = [p.detach() for p in op]
@@ -420,7 +429,11 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--out", default="adam_mini_parity.json")
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                    help="cpu: CPU tensors and the host-executor shim (liballoy_capi_host.so)")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
     comps = [x.strip() for x in args.compositions.split(",") if x.strip()]
     bad = [x for x in comps if x not in COMPOSITIONS]
     if bad or not comps:
@@ -429,7 +442,7 @@ def main() -> int:
         ap.error("--seeds and --steps must be >= 1")
 
     try:
-        if not torch.cuda.is_available():
+        if DEVICE == "cuda" and not torch.cuda.is_available():
             raise Missing("CUDA is not available")
         lib = AlloyLib(Path(args.lib))
         Adam_mini, ver = import_adam_mini()
@@ -439,7 +452,7 @@ def main() -> int:
 
     specs = llama_params()
     doc = {
-        "device": torch.cuda.get_device_name(),
+        "device": torch.cuda.get_device_name() if DEVICE == "cuda" else f"CPU ({platform.processor() or platform.machine()}), alloy host executor",
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "adam_mini": ver,
@@ -482,7 +495,8 @@ def main() -> int:
                   f"{r['state_bytes']['official']} alloy "
                   f"{', '.join(str(r['state_bytes'][c]) for c in comps)} | {r['seconds']:.1f} s", flush=True)
             save()  # partial results survive a crash
-            torch.cuda.empty_cache()
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
     except AlloyFailed as e:
         doc["error"] = str(e)
         save()

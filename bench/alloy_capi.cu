@@ -1,6 +1,7 @@
 // A small C interface to a few alloy compositions on CUDA, loaded with ctypes by the parity
 // scripts in bench/ (int8_parity.py): Python owns the tensors (torch), alloy steps them. Not a
-// public API: the PyTorch extension of ../ROADMAP.md replaces it.
+// public API: the PyTorch extension of ../ROADMAP.md replaces it. bench/alloy_capi_host.cpp
+// compiles this file for the host executor (tensors in host memory; no CUDA needed).
 //
 //   handle = alloy_capi_create(composition, n, params, grads, numels, names, dtype,
 //                              lr, beta1, beta2, eps, weight_decay)
@@ -14,7 +15,11 @@
 // dim / heads). dtype: 0 fp32, 1 bf16 (params and grads alike). Errors: create returns null /
 // step returns -1, and alloy_capi_error() says why.
 
+#ifdef ALLOY_CAPI_HOST
+#include <alloy/alloy.hpp>
+#else
 #include <alloy/alloy.cuh>
+#endif
 
 #include <cstring>
 #include <memory>
@@ -30,9 +35,23 @@ struct Handle {
   virtual std::size_t state_bytes() const = 0;
 };
 
+#ifdef ALLOY_CAPI_HOST
+template <class State, class Share>
+using AdamWOptimizer = alloy::Optimizer<alloy::rule::AdamW, State, Share>;
+alloy::Device tensor_device() { return alloy::Device::host(); }
+#else
+template <class State, class Share>
+using AdamWOptimizer = alloy::cuda::Optimizer<alloy::rule::AdamW, State, Share>;
+alloy::Device tensor_device() {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  return alloy::Device::cuda(dev);
+}
+#endif
+
 template <class State, class Share = alloy::share::PerParameter>
 struct AdamW final : Handle {
-  alloy::cuda::Optimizer<alloy::rule::AdamW, State, Share> opt;
+  AdamWOptimizer<State, Share> opt;
   AdamW(std::vector<alloy::Param> p, const alloy::rule::AdamW::Hyper& h, alloy::Options o = {})
       : opt(std::move(p), h, std::move(o)) {}
   void step() override { opt.step(); }
@@ -41,15 +60,13 @@ struct AdamW final : Handle {
 
 std::vector<alloy::Param> make_params(int n, void** params, void** grads, const long long* numels,
                                       const char** names, int dtype) {
-  int dev = 0;
-  cudaGetDevice(&dev);
+  const alloy::Device where = tensor_device();
   const alloy::DType dt = dtype == 0 ? alloy::DType::f32 : alloy::DType::bf16;
   std::vector<alloy::Param> ps;
   for (int i = 0; i < n; ++i) {
     const std::string name = names && names[i] ? names[i] : "t" + std::to_string(i);
-    alloy::TensorView p(params[i], std::uint64_t(numels[i]), dt, alloy::Device::cuda(dev), name);
-    alloy::TensorView g(grads[i], std::uint64_t(numels[i]), dt, alloy::Device::cuda(dev),
-                        name + ".grad");
+    alloy::TensorView p(params[i], std::uint64_t(numels[i]), dt, where, name);
+    alloy::TensorView g(grads[i], std::uint64_t(numels[i]), dt, where, name + ".grad");
     ps.push_back({p, g});
   }
   return ps;

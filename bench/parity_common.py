@@ -86,9 +86,10 @@ class AlloyOptimizer:
                  dtype_code: int, hp: dict, model: dict | None = None):
         import torch
         self._torch = torch
+        self._cuda = params[0].is_cuda  # liballoy_capi.so: CUDA tensors; _host.so: CPU ones
         for p in params:
-            if not (p.is_cuda and p.is_contiguous()):
-                raise ValueError("alloy: params must be contiguous CUDA tensors")
+            if not (p.is_cuda == self._cuda and p.is_contiguous()):
+                raise ValueError("alloy: params must be contiguous tensors, all CUDA or all CPU")
         self.lib, self.params, self.composition = lib, params, composition
         self.grads = [torch.zeros_like(p) for p in params]
         n = len(params)
@@ -97,7 +98,7 @@ class AlloyOptimizer:
         self._numels = (ctypes.c_longlong * n)(*[p.numel() for p in params])
         self._rows = (ctypes.c_longlong * n)(*[p.shape[0] if p.dim() else 1 for p in params])
         self._names = (ctypes.c_char_p * n)(*[s.encode() for s in names])
-        torch.cuda.synchronize()  # the params' initial values are written before alloy sees them
+        self._sync()  # the params' initial values are written before alloy sees them
         b1, b2 = hp["betas"]
         hyper = (hp["lr"], b1, b2, hp["eps"], hp["weight_decay"])
         if model is None:
@@ -113,10 +114,14 @@ class AlloyOptimizer:
     def step(self) -> None:
         # alloy enqueues on the legacy default stream; synchronize on both sides so that the
         # torch-side grad copies are done before and the params are final after.
-        self._torch.cuda.synchronize()
+        self._sync()
         if self.lib.lib.alloy_capi_step(self.handle) != 0:
             raise AlloyFailed(f"alloy step({self.composition}): {self.lib.error()}")
-        self._torch.cuda.synchronize()
+        self._sync()
+
+    def _sync(self) -> None:
+        if self._cuda:
+            self._torch.cuda.synchronize()
 
     def state_bytes(self) -> int:
         return int(self.lib.lib.alloy_capi_state_bytes(self.handle))
