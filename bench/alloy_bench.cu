@@ -1,7 +1,8 @@
 // alloy_bench: copy bandwidth and alloy's rows of the benchmark (BENCHMARKS.md), as JSON.
 //
 //   alloy_bench --workloads bench/workloads.json --out alloy.json
-//               [--steps 25] [--select flat,llama1b] [--dtypes fp32,bf16]
+//               [--steps 25] [--select flat,llama1b] [--dtypes fp32,bf16] [--no-zo]
+//               [--only TEXT] [--one-pass]
 //
 // Every row is timed as the anchors are: refill the gradients with fresh random data, sync,
 // event, step(), event, sync; the first step is reported apart (ms_first); then --steps timed
@@ -283,6 +284,8 @@ void time_graph(cudaStream_t s, Enqueue&& enqueue, Time&& time) {
 
 /// --only: run the compositions whose name contains this text (all when empty).
 std::string g_only;
+/// --one-pass: PerBlock rows use Options::cuda_per_block_one_pass (rows named alloy_1pass).
+bool g_one_pass = false;
 
 template <class Rule, class State, class T, class Share>
 void bench_composition(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
@@ -318,8 +321,12 @@ void bench_composition(const Workload& w, const typename Rule::Hyper& h, int ste
           alloy::share::adam_mini_partition(w.names[k], w.shapes[k], w.model).spec.block_size;
   }
   alloy::Options o;
-  if constexpr (Share::kSharesSecondMoment)
+  std::string impl = "alloy";
+  if constexpr (Share::kSharesSecondMoment) {
     o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};  // the official mask
+    o.cuda_per_block_one_pass = g_one_pass;
+    if (g_one_pass) impl = "alloy_1pass";
+  }
   alloy::cuda::Optimizer<Rule, State, Share> opt(ps, h, o);
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -329,11 +336,11 @@ void bench_composition(const Workload& w, const typename Rule::Hyper& h, int ste
     rows.push_back(time_row(refill, step_fn, s, steps, w, dt, impl, comp, bytes_per_param,
                             double(opt.state_bytes()), copy_gbs));
   };
-  time_steps([&] { opt.step(s); }, "alloy");
+  time_steps([&] { opt.step(s); }, impl);
 
   time_graph(
       s, [&] { opt.step(s); },
-      [&](const std::function<void()>& f) { time_steps(f, "alloy_graph"); });
+      [&](const std::function<void()>& f) { time_steps(f, impl + "_graph"); });
   cudaStreamDestroy(s);
 }
 
@@ -420,10 +427,11 @@ int main(int argc, char** argv) {
     else if (k == "--dtypes") dtypes = split(next());
     else if (k == "--no-zo") zo = false;
     else if (k == "--only") g_only = next();
+    else if (k == "--one-pass") g_one_pass = true;
     else if (k == "--help" || k == "-h") {
       std::printf(
           "usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes "
-          "fp32,bf16] [--no-zo] [--only TEXT]\n");
+          "fp32,bf16] [--no-zo] [--only TEXT] [--one-pass]\n");
       return 0;
     } else {
       std::fprintf(stderr, "unknown argument %s (try --help)\n", k.c_str());

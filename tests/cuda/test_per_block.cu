@@ -9,17 +9,20 @@ namespace {
 const std::vector<std::uint64_t> kBlocks = {1, 3, 45, 17, 70001, 2, 64, 1000003};
 
 template <class Format>
-void per_block_equals_host(unsigned grid) {
+void per_block_equals_host(unsigned grid, bool one_pass = false,
+                           const std::vector<std::uint64_t>& sizes = kMixed,
+                           const std::vector<std::uint64_t>& blocks = kBlocks) {
   const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
   for (const auto& dc : kDtypeCases) {
     Options o;
     o.seed = 11;
     o.param_rounding = dc.pr;
     o.cuda_blocks = grid;
+    o.cuda_per_block_one_pass = one_pass;
     INFO(Format::kName << " param " << alloy::dtype_name(dc.p) << " grad "
-                       << alloy::dtype_name(dc.g) << " grid " << grid);
-    Twins<alloy::rule::AdamW, Format, alloy::share::PerBlock> tw(
-        kMixed, dc.p, dc.g, h, o, {1, 0, 3}, {0, 2}, false, 5, kBlocks);
+                       << alloy::dtype_name(dc.g) << " grid " << grid << " one pass " << one_pass);
+    Twins<alloy::rule::AdamW, Format, alloy::share::PerBlock> tw(sizes, dc.p, dc.g, h, o, {1, 0, 3},
+                                                                 {0, 2}, false, 5, blocks);
     for (int s = 0; s < 8; ++s) tw.step(1e-2);
     tw.check_equal();
   }
@@ -31,4 +34,17 @@ TEST_CASE("PerBlock (CUDA): equal to the host executor bit for bit") {
   per_block_equals_host<alloy::state::Bf16<>>(0);
   per_block_equals_host<alloy::state::Int8Blockwise<>>(0);
   per_block_equals_host<alloy::state::Fp32>(3);  // few blocks: the grid-stride loops
+}
+
+TEST_CASE("PerBlock (CUDA): the one-pass path equals the host executor bit for bit") {
+  // Blocks of at most 2048 elements take the one-pass kernel, larger ones the two-pass path, in
+  // the same step; the host executor equals the two-pass path (the test above), so both paths
+  // give the same bits.
+  per_block_equals_host<alloy::state::Fp32>(0, true);
+  per_block_equals_host<alloy::state::Bf16<>>(0, true);
+  per_block_equals_host<alloy::state::Fp32>(3, true);
+  // 8-bit first moments: one pass for blocks of whole 256-element quantization blocks (below the
+  // size threshold, and for other blocks, two passes).
+  per_block_equals_host<alloy::state::Int8Blockwise<>>(
+      0, true, {4096, 65536, 6144, 70001, 10240, 300}, {256, 2048, 1024, 70001, 512, 3});
 }

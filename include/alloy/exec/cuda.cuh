@@ -218,6 +218,17 @@ __device__ __forceinline__ void tensor_range(const TensorEntry& t, const typenam
   else go.template operator()<false, false>();
 }
 
+/// Block formats: copies the format's tables from device memory into the thread block's shared
+/// copy (then a barrier) and returns its address.
+template <int kThreads, class Tables>
+__device__ __forceinline__ const void* stage_tables(Tables& shared, const void* global) {
+  static_assert(sizeof(Tables) % 16 == 0);
+  for (unsigned i = threadIdx.x; i < sizeof(Tables) / 16; i += kThreads)
+    reinterpret_cast<uint4*>(&shared)[i] = static_cast<const uint4*>(global)[i];
+  __syncthreads();
+  return &shared;
+}
+
 /// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
 /// Block formats stage their tables in shared memory first, and run tensors below the size
 /// threshold (kSmallState) with E::Small in the same launch.
@@ -227,13 +238,8 @@ __global__ void __launch_bounds__(kThreads)
   Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset, prm.rounding_purpose,
                               prm.args};
   if constexpr (kBlockKind<E>) {
-    using Tables = typename E::State::Tables;
-    static_assert(sizeof(Tables) % 16 == 0);
-    __shared__ Tables tables;
-    for (unsigned i = threadIdx.x; i < sizeof(Tables) / 16; i += kThreads)
-      reinterpret_cast<uint4*>(&tables)[i] = static_cast<const uint4*>(prm.tables)[i];
-    __syncthreads();
-    pass.tables = &tables;
+    __shared__ typename E::State::Tables tables;
+    pass.tables = stage_tables<kThreads>(tables, prm.tables);
   }
   const std::uint32_t first = prm.worker_begin[blockIdx.x], last = prm.worker_begin[blockIdx.x + 1];
   for (std::uint32_t c = first; c < last; ++c) {
@@ -259,6 +265,18 @@ struct SharedSpan {
   std::uint32_t pad_;
   std::uint64_t block_begin;
 };
+
+/// The span holding global block gb: the last with block_begin <= gb (spans are sorted).
+__device__ __forceinline__ std::uint32_t span_of(const SharedSpan* spans, std::uint32_t nspans,
+                                                 std::uint64_t gb) {
+  std::uint32_t lo = 0, hi = nspans;
+  while (hi - lo > 1) {
+    const std::uint32_t mid = (lo + hi) / 2;
+    if (spans[mid].block_begin <= gb) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
 
 template <class GT>
 __device__ __forceinline__ float sum_sq_lane(const GT* g, std::uint64_t n, unsigned lane) {
@@ -286,12 +304,7 @@ __global__ void __launch_bounds__(share::kSumLanes)
   __shared__ float part[share::kSumLanes];
   const unsigned lane = threadIdx.x;
   for (std::uint64_t gb = blockIdx.x; gb < total; gb += gridDim.x) {
-    std::uint32_t lo = 0, hi = nspans;  // the last span with block_begin <= gb
-    while (hi - lo > 1) {
-      const std::uint32_t mid = (lo + hi) / 2;
-      if (spans[mid].block_begin <= gb) lo = mid;
-      else hi = mid;
-    }
+    const std::uint32_t lo = span_of(spans, nspans, gb);
     const TensorEntry& e = entries[spans[lo].tensor];
     const std::uint64_t b = gb - spans[lo].block_begin, n = e.share_block;
     const std::uint64_t base = b * n;
@@ -311,6 +324,78 @@ __global__ void __launch_bounds__(share::kSumLanes)
       float* v = static_cast<float*>(e.state[1]);
       const float mean = float(__ddiv_rn(double(part[0]), double(n)));
       v[b] = Rule::second_moment(scalars[spans[lo].tensor], v[b], mean);
+    }
+    __syncthreads();  // part[] is reused by the next block
+  }
+}
+
+/// share::PerBlock in one pass: one thread block (share::kSumLanes threads) per sharing block of
+/// at most kSumLanes * kSumRun = 2048 elements (grid-stride over spans' blocks). Lane l loads the
+/// run of 8 elements [8 l, 8 l + 8) of the block (p, g and the first moment, as a tile of
+/// SharedStep), sums its g^2 in increasing index, and the lanes combine by
+/// share::block_mean_sq's tree (the levels of 128, 64 and 32 through shared memory, the rest
+/// within warp 0: x + shfl_down(x, h) is the same add); lane 0 advances v_b, and every lane
+/// updates its run with it. Bitwise the two-pass path's result: the same sums in the same order.
+/// Block formats need blocks of whole quantization blocks (a warp's 256 elements are one).
+template <class E, class Rule>
+__global__ void __launch_bounds__(share::kSumLanes)
+    shared_one_pass_kernel(const TensorEntry* entries, const SharedSpan* spans,
+                           std::uint32_t nspans, std::uint64_t total,
+                           const typename Rule::Scalars* scalars, const std::uint32_t* global_step,
+                           std::uint64_t seed, std::uint8_t rounding_purpose,
+                           const void* format_tables) {
+  constexpr int N = share::kSumRun;
+  using Tile = typename E::template Tile<N>;
+  __shared__ float part[share::kSumLanes];
+  Pass<typename E::Args> pass{seed, *global_step, rounding_purpose, {}, format_tables};
+  if constexpr (kBlockKind<E>) {
+    __shared__ typename E::State::Tables tables;
+    pass.tables = stage_tables<share::kSumLanes>(tables, format_tables);
+  }
+  const unsigned lane = threadIdx.x;
+  for (std::uint64_t gb = blockIdx.x; gb < total; gb += gridDim.x) {
+    const std::uint32_t lo = span_of(spans, nspans, gb);
+    const TensorEntry t = entries[spans[lo].tensor];
+    const typename Rule::Scalars s = scalars[spans[lo].tensor];
+    const std::uint64_t b = gb - spans[lo].block_begin, n = t.share_block, base = b * n;
+    const std::uint64_t off = std::uint64_t(lane) * N;
+    const int valid = off >= n ? 0 : n - off >= N ? N : int(n - off);
+    const bool vp = (t.flags & kParamAligned16) && (t.flags & kGradAligned16) && base % N == 0;
+    Tile tile;
+    if (valid > 0) {
+      if (vp) tile.template load<true, true, true>(t, base + off, valid);
+      else tile.template load<false, false, false>(t, base + off, valid);
+    }
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      if (j < valid) {
+        const float x = to_float(tile.g[j]);
+        acc = fp::add(acc, fp::mul(x, x));
+      }
+    part[lane] = acc;
+    __syncthreads();
+#pragma unroll
+    for (unsigned h = share::kSumLanes / 2; h >= 32; h /= 2) {
+      if (lane < h) part[lane] = fp::add(part[lane], part[lane + h]);
+      __syncthreads();
+    }
+    if (lane < 32) {
+      float x = part[lane];
+#pragma unroll
+      for (int h = 16; h >= 1; h /= 2) x = fp::add(x, __shfl_down_sync(0xffffffffu, x, h));
+      if (lane == 0) {
+        float* v = static_cast<float*>(t.state[1]);
+        const float mean = float(__ddiv_rn(double(x), double(n)));
+        v[b] = Rule::second_moment(s, v[b], mean);
+      }
+    }
+    __syncthreads();  // v_b is written before any lane reads it (SharedStep reads state[1])
+    // Lanes past the block's end skip the update: with a block format, whole warps (blocks are
+    // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
+    if (valid > 0) {
+      if (vp) tile.template update_store<true, true, LaneGroup<32>>(t, base + off, s, pass, valid);
+      else tile.template update_store<false, false, LaneGroup<32>>(t, base + off, s, pass, valid);
     }
     __syncthreads();  // part[] is reused by the next block
   }
@@ -353,7 +438,19 @@ class Cuda::Backend {
  public:
   explicit Backend(const Options& o)
       : seed_(o.seed), rounding_(bf16_param_rounding(o, is_zeroth_order<Grad>())),
-        blocks_override_(o.cuda_blocks), alloc_(o.allocator ? o.allocator : default_allocator()) {}
+        blocks_override_(o.cuda_blocks), one_pass_(o.cuda_per_block_one_pass),
+        alloc_(o.allocator ? o.allocator : default_allocator()) {}
+
+  /// share::PerBlock, one-pass path: tensors whose sharing blocks one thread block reduces and
+  /// updates in one pass (at most 2048 elements; whole quantization blocks for block formats,
+  /// whose small tensors keep the two-pass path).
+  bool one_pass(const TensorEntry& e) const {
+    if (!one_pass_ || !e.share_block || e.share_block > share::kSumLanes * share::kSumRun)
+      return false;
+    if constexpr (!Format::kElementwise)
+      return !(e.flags & kSmallState) && e.share_block % Format::kBlock == 0;
+    return true;
+  }
 
   /// The pointer must be device (or managed) memory of the view's device.
   static void check_view(const TensorView& v, const std::string& what) {
@@ -413,7 +510,7 @@ class Cuda::Backend {
     if constexpr (Share::kSharesSecondMoment) {
       std::vector<SharedSpan> spans;
       for (std::uint32_t t = 0; t < entries.size(); ++t)
-        if ((entries[t].flags & kTensorActive) && entries[t].share_block) {
+        if ((entries[t].flags & kTensorActive) && entries[t].share_block && !one_pass(entries[t])) {
           spans.push_back(SharedSpan{t, 0, next.shared_total});
           next.shared_total += entries[t].numel / entries[t].share_block;
         }
@@ -441,10 +538,19 @@ class Cuda::Backend {
         l.blocks = blocks_override_ ? blocks_override_ : unsigned(std::max(1, per_sm) * sms);
       });
       std::vector<std::uint32_t> members;
+      std::vector<SharedSpan> one_pass_spans;
       for (std::uint32_t t = 0; t < entries.size(); ++t)
         if ((entries[t].flags & kTensorActive) && entries[t].param_dtype == std::uint8_t(p) &&
-            entries[t].grad_dtype == std::uint8_t(g))
-          members.push_back(t);
+            entries[t].grad_dtype == std::uint8_t(g)) {
+          if (!one_pass(entries[t])) {
+            members.push_back(t);
+            continue;
+          }
+          one_pass_spans.push_back(SharedSpan{t, 0, l.one_pass_total});
+          l.one_pass_total += entries[t].numel / entries[t].share_block;
+        }
+      l.one_pass_count = std::uint32_t(one_pass_spans.size());
+      if (l.one_pass_count) l.one_pass_spans = upload(one_pass_spans, dev);
       const GroupPlan plan = plan_group(entries, members, p, g, l.blocks);
       l.chunks = upload(plan.chunks, dev);
       l.worker_begin = upload(plan.worker_begin, dev);
@@ -533,6 +639,19 @@ class Cuda::Backend {
         step_kernel<E, Scalars, tune.threads, tune.unroll>
             <<<l.blocks, tune.threads, 0, stream>>>(prm);
         ALLOY_CUDA_CHECK(cudaGetLastError());
+        if constexpr (Share::kSharesSecondMoment && std::is_same_v<Args, NoArgs>) {
+          if (l.one_pass_total) {
+            const unsigned grid =
+                unsigned(std::min<std::uint64_t>(l.one_pass_total, std::uint64_t(sms_) * 8));
+            shared_one_pass_kernel<E, Rule><<<grid, share::kSumLanes, 0, stream>>>(
+                tables_.entries.template as<TensorEntry>(),
+                l.one_pass_spans.template as<SharedSpan>(), l.one_pass_count, l.one_pass_total,
+                tables_.scalars.template as<Scalars>(),
+                tables_.global_step.template as<std::uint32_t>(), seed_, rounding_purpose,
+                tables_.format_tables.get());
+            ALLOY_CUDA_CHECK(cudaGetLastError());
+          }
+        }
       });
   }
 
@@ -580,6 +699,10 @@ class Cuda::Backend {
     DType param, grad;
     unsigned blocks = 0;
     detail::Buffer chunks, worker_begin;
+    // share::PerBlock's one-pass tensors of this dtype pair (not in the chunks)
+    detail::Buffer one_pass_spans;
+    std::uint32_t one_pass_count = 0;
+    std::uint64_t one_pass_total = 0;
   };
   /// The kernel that sizes the grid: the rule's update of this gradient source.
   using PrimaryKind = typename Grad::template UpdateKind<Rule, Format>;
@@ -618,6 +741,7 @@ class Cuda::Backend {
   std::uint64_t seed_;
   Rounding rounding_;
   unsigned blocks_override_;
+  bool one_pass_;
   std::shared_ptr<Allocator> alloc_;
   int device_ = 0;
   int sms_ = 1;
