@@ -2,13 +2,15 @@
 // composition alloy has, from the same initial weights, and show memory, speed and held-out loss
 // side by side (a table on stdout, loss curves as CSV and as an SVG plot).
 //
-//   03_train_lm [--corpus PATH] [--steps N] [--compositions a,b,...] [--device host]
+//   03_train_lm [--corpus PATH] [--steps N] [--compositions a,b,...] [--device auto|host|cuda]
 //               [--out DIR] [--batch B] [--hidden H] [--seed S] [--help]
 //
 // The model: the previous 16 bytes, each embedded in 24 dimensions, concatenated, one tanh
 // hidden layer (1,600 units by default) and a softmax over the next byte: 1.03 M parameters,
 // almost all of them in two matrices (far above Int8Blockwise's 4,096-element threshold).
-// Forward and backward are written out by hand below (no framework), on the host.
+// Forward and backward are written out by hand below (no framework), on the host; built with
+// CUDA (the CMake build does so when nvcc is found), the same model runs on a GPU with cuBLAS
+// (examples/03_train_lm_gpu.cuh) and the optimizers on alloy's CUDA executor.
 //
 // First-order runs train from the same initial weights on the training split. The zeroth-order
 // runs (MeZO = Sgd + Spsa, and ZO-Adam = AdamW + Spsa) fine-tune the AdamW/Fp32 result on a
@@ -33,6 +35,10 @@
 
 #include <unistd.h>  // isatty: a live progress line on a terminal, a few lines in a log
 
+#ifdef ALLOY_DEMO_CUDA
+#include "03_train_lm_gpu.cuh"
+#endif
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -43,7 +49,7 @@ namespace {
 struct Config {
   std::string corpus = "/usr/share/games/fortunes";
   std::string out = "demo-out";
-  std::string device = "host";
+  std::string device = "auto";
   std::vector<std::string> compositions;  // empty: all
   int steps = 200;
   int batch = 24;
@@ -60,8 +66,8 @@ const char* kUsage =
     "                       /usr/share/games/fortunes, Debian package fortunes-min)\n"
     "  --steps N            optimizer steps per composition (default 200)\n"
     "  --compositions LIST  comma-separated names (default: all); see below\n"
-    "  --device host        where to train (host; the GPU configuration comes with the CUDA\n"
-    "                       model kernels, docs/which_composition.md)\n"
+    "  --device D           auto (default: cuda when built with CUDA and a GPU is present,\n"
+    "                       else host), host, or cuda\n"
     "  --out DIR            where to write losses.csv and losses.svg (default demo-out)\n"
     "  --batch B            sequences per step (default 24)\n"
     "  --hidden H           hidden units (default 1600: 1.03 M parameters)\n"
@@ -119,10 +125,17 @@ Config parse(int argc, char** argv) {
     else if (k == "--int8-embeddings") c.int8_embeddings = true;
     else die("unknown option '" + k + "' (try --help)");
   }
-  if (c.device != "host")
-    die("--device " + c.device +
-        ": this version trains on the host only (the model's CUDA kernels come next; the "
-        "optimizers themselves run on CUDA already, see examples/01_cuda_adamw.cu)");
+  if (c.device != "auto" && c.device != "host" && c.device != "cuda")
+    die("--device " + c.device + ": use auto, host or cuda");
+#ifdef ALLOY_DEMO_CUDA
+  if (c.device == "auto") c.device = gpu::available() ? "cuda" : "host";
+  if (c.device == "cuda" && !gpu::available()) die("--device cuda: no CUDA device is visible");
+#else
+  if (c.device == "cuda")
+    die("--device cuda: this build has no CUDA (configure with nvcc present and ALLOY_CUDA not "
+        "OFF, e.g. cmake --preset release)");
+  c.device = "host";
+#endif
   if (c.compositions.empty()) c.compositions = kAllCompositions;
   for (const auto& n : c.compositions)
     if (std::find(kAllCompositions.begin(), kAllCompositions.end(), n) == kAllCompositions.end())
@@ -188,6 +201,7 @@ Corpus load_corpus(const std::string& path) {
 // The model: byte MLP language model, fp32, row-major matrices (out, in).
 
 struct Model {
+  using Exec = alloy::exec::Host;
   int C, E, H;
   static constexpr int V = 256;
   // Parameters and their gradients, as named tensors (Llama-style names, so that Adam-mini's
@@ -227,6 +241,7 @@ struct Model {
     for (const auto& x : t) n += x.w.size();
     return n;
   }
+  void sync() const {}
 
   /// Mean cross-entropy (nats per byte) of predicting text[s + C] from text[s .. s + C) for
   /// every start s in `starts`; with `grad`, accumulates the gradient of that mean into g.
@@ -330,13 +345,22 @@ struct Result {
   Curve curve;
 };
 
-std::vector<alloy::Param> params_of(Model& m, bool grads, bool blocks) {
+/// The model's tensors as alloy parameters (host vectors, or device buffers of the GPU model).
+template <class M>
+std::vector<alloy::Param> params_of(M& m, bool grads, bool blocks) {
   const alloy::share::AdamMiniConfig cfg{};  // no query/key matrices in this model
   std::vector<alloy::Param> ps;
   for (auto& x : m.t) {
-    alloy::Param p{
-        alloy::TensorView::of(x.w.data(), x.w.size(), alloy::Device::host(), x.name, x.shape),
-        grads ? alloy::TensorView::of(x.g.data(), x.g.size()) : alloy::TensorView{}};
+    float *w = nullptr, *g = nullptr;
+    std::size_t n = 0;
+    alloy::Device dev = alloy::Device::host();
+    if constexpr (std::is_same_v<M, Model>) {
+      w = x.w.data(), g = x.g.data(), n = x.w.size();
+    } else {
+      w = x.w->p, g = x.g->p, n = x.n, dev = alloy::Device::cuda(0);
+    }
+    alloy::Param p{alloy::TensorView::of(w, n, dev, x.name, x.shape),
+                   grads ? alloy::TensorView::of(g, n, dev) : alloy::TensorView{}};
     if (blocks)
       p.share_block = alloy::share::adam_mini_partition(x.name, x.shape, cfg).spec.block_size;
     ps.push_back(p);
@@ -359,8 +383,8 @@ std::vector<std::size_t> fixed_starts(const std::vector<std::uint8_t>& text, int
   return s;
 }
 
-template <class Opt, class StepFn>
-Result train(const std::string& name, Model& model, Opt& opt, const Config& cfg,
+template <class M, class Opt, class StepFn>
+Result train(const std::string& name, M& model, Opt& opt, const Config& cfg,
              const std::vector<std::uint8_t>& text, const std::vector<std::uint8_t>& eval_text,
              const std::vector<std::size_t>& eval_starts, unsigned threads, StepFn&& one_step,
              bool zeroth_order) {
@@ -408,22 +432,23 @@ Result train(const std::string& name, Model& model, Opt& opt, const Config& cfg,
 }
 
 /// One first-order step: forward and backward on the batch, then the optimizer (timed alone).
-template <class Opt>
-auto backprop_step(Model& m, Opt& opt, const std::vector<std::uint8_t>& text, unsigned threads) {
+template <class M, class Opt>
+auto backprop_step(M& m, Opt& opt, const std::vector<std::uint8_t>& text, unsigned threads) {
   return [&m, &opt, &text, threads](const std::vector<std::size_t>& starts, double& opt_ms) {
     const double l = m.loss(text, starts, true, threads);
     const auto t0 = Clock::now();
     opt.step();
+    m.sync();
     opt_ms = ms_since(t0);
     return l;
   };
 }
 
-template <class State, class Share>
-Result first_order(const std::string& name, const Model& init, const Config& cfg,
-                   const Corpus& corpus, const std::vector<std::size_t>& eval_starts,
-                   unsigned threads, Model* keep = nullptr) {
-  Model m = init;
+template <class State, class Share, class M>
+Result first_order(const std::string& name, const M& init, const Config& cfg, const Corpus& corpus,
+                   const std::vector<std::size_t>& eval_starts, unsigned threads,
+                   M* keep = nullptr) {
+  M m = init;
   alloy::Options o;
   o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};
   o.host_threads = threads;
@@ -432,36 +457,40 @@ Result first_order(const std::string& name, const Model& init, const Config& cfg
   // frequent bytes' rows; --int8-embeddings shows what that costs.
   if (!cfg.int8_embeddings) o.fp32_state_names = {"embed"};
   const bool blocks = Share::kSharesSecondMoment;
-  alloy::Optimizer<alloy::rule::AdamW, State, Share> opt(params_of(m, true, blocks),
-                                                         {2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f}, o);
+  alloy::Optimizer<alloy::rule::AdamW, State, Share, alloy::grad::Backprop, typename M::Exec> opt(
+      params_of(m, true, blocks), {2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f}, o);
   Result r = train(name, m, opt, cfg, corpus.train, corpus.eval, eval_starts, threads,
                    backprop_step(m, opt, corpus.train, threads), false);
   if (keep) *keep = m;
   return r;
 }
 
-Result sgd_momentum(const Model& init, const Config& cfg, const Corpus& corpus,
+template <class M>
+Result sgd_momentum(const M& init, const Config& cfg, const Corpus& corpus,
                     const std::vector<std::size_t>& eval_starts, unsigned threads) {
-  Model m = init;
+  M m = init;
   alloy::Options o;
   o.host_threads = threads;
-  alloy::Optimizer<alloy::rule::Sgd> opt(params_of(m, true, false), {0.03f, 0.9f, 0.f, 0.f}, o);
+  alloy::Optimizer<alloy::rule::Sgd, alloy::state::Fp32, alloy::share::PerParameter,
+                   alloy::grad::Backprop, typename M::Exec>
+      opt(params_of(m, true, false), {0.03f, 0.9f, 0.f, 0.f}, o);
   return train("sgd-momentum", m, opt, cfg, corpus.train, corpus.eval, eval_starts, threads,
                backprop_step(m, opt, corpus.train, threads), false);
 }
 
 /// Fine-tunes `start` on the tuning split with forward passes only (two per step).
-template <class Rule>
-Result zeroth_order(const std::string& name, const Model& start, const typename Rule::Hyper& h,
+template <class Rule, class M>
+Result zeroth_order(const std::string& name, const M& start, const typename Rule::Hyper& h,
                     const Config& cfg, const Corpus& corpus,
                     const std::vector<std::size_t>& eval_starts, unsigned threads) {
-  Model m = start;
+  M m = start;
   alloy::Options o;
   o.host_threads = threads;
   o.seed = cfg.seed;
   o.zo_eps = 1e-3f;
-  alloy::Optimizer<Rule, alloy::state::Fp32, alloy::share::PerParameter, alloy::grad::Spsa<>> opt(
-      params_of(m, false, false), h, o);
+  alloy::Optimizer<Rule, alloy::state::Fp32, alloy::share::PerParameter, alloy::grad::Spsa<>,
+                   typename M::Exec>
+      opt(params_of(m, false, false), h, o);
   return train(
       name, m, opt, cfg, corpus.tune, corpus.eval, eval_starts, threads,
       [&](const std::vector<std::size_t>& starts, double& opt_ms) {
@@ -548,21 +577,11 @@ void write_svg(const std::string& path, const std::vector<Result>& rs, const std
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const Config cfg = parse(argc, argv);
-  const Corpus corpus = load_corpus(cfg.corpus);
-  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  const Model init(cfg.context, cfg.embed, cfg.hidden, cfg.seed);
-  std::printf(
-      "alloy %s demo: byte-level MLP language model, %zu parameters (%d hidden), %d "
-      "steps per composition, batch %d, host executor, %u threads\n",
-      ALLOY_VERSION_STRING, init.params(), cfg.hidden, cfg.steps, cfg.batch, threads);
-  std::printf(
-      "corpus %s: %zu files, %zu / %zu / %zu bytes (train / fine-tune / held-out "
-      "entries, dealt 8 / 1 / 1)\n",
-      cfg.corpus.c_str(), corpus.files, corpus.train.size(), corpus.tune.size(),
-      corpus.eval.size());
-  const auto eval_starts = fixed_starts(corpus.eval, 256, cfg.context, cfg.seed + 99);
+/// Every composition of cfg on model M (host Model or the GPU model), from the same `init`.
+template <class M>
+std::vector<Result> run_compositions(const M& init, const Config& cfg, const Corpus& corpus,
+                                     const std::vector<std::size_t>& eval_starts, unsigned threads,
+                                     double& start_eval) {
   const auto want = [&](const std::string& n) {
     return std::find(cfg.compositions.begin(), cfg.compositions.end(), n) != cfg.compositions.end();
   };
@@ -570,10 +589,9 @@ int main(int argc, char** argv) {
   using alloy::share::PerParameter;
   namespace st = alloy::state;
   std::vector<Result> results;
-  Model adamw_end = init;
+  M adamw_end = init;
   bool have_adamw = false;
   const bool need_adamw = want("adamw-fp32") || want("mezo") || want("zo-adam");
-  const auto t_all = Clock::now();
   if (need_adamw) {
     results.push_back(first_order<st::Fp32, PerParameter>("adamw-fp32", init, cfg, corpus,
                                                           eval_starts, threads, &adamw_end));
@@ -597,7 +615,6 @@ int main(int argc, char** argv) {
   if (want("adam-mini-int8"))
     results.push_back(first_order<st::Int8Blockwise<>, PerBlock>("adam-mini-int8", init, cfg,
                                                                  corpus, eval_starts, threads));
-  double start_eval = 0;
   if (have_adamw) start_eval = adamw_end.loss(corpus.eval, eval_starts, false, threads);
   if (want("mezo"))
     results.push_back(zeroth_order<alloy::rule::Sgd>("mezo", adamw_end, {1e-4f, 0.f, 0.f, 0.f}, cfg,
@@ -606,6 +623,37 @@ int main(int argc, char** argv) {
     results.push_back(zeroth_order<alloy::rule::AdamW>("zo-adam", adamw_end,
                                                        {1e-4f, 0.9f, 0.999f, 1e-8f, 0.f}, cfg,
                                                        corpus, eval_starts, threads));
+
+  return results;
+}
+
+int main(int argc, char** argv) {
+  const Config cfg = parse(argc, argv);
+  const Corpus corpus = load_corpus(cfg.corpus);
+  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  const Model init(cfg.context, cfg.embed, cfg.hidden, cfg.seed);
+  std::printf(
+      "alloy %s demo: byte-level MLP language model, %zu parameters (%d hidden), %d "
+      "steps per composition, batch %d, %s\n",
+      ALLOY_VERSION_STRING, init.params(), cfg.hidden, cfg.steps, cfg.batch,
+      cfg.device == "cuda" ? "CUDA (cuBLAS model, alloy's CUDA executor)"
+                           : ("host executor, " + std::to_string(threads) + " threads").c_str());
+  std::printf(
+      "corpus %s: %zu files, %zu / %zu / %zu bytes (train / fine-tune / held-out "
+      "entries, dealt 8 / 1 / 1)\n",
+      cfg.corpus.c_str(), corpus.files, corpus.train.size(), corpus.tune.size(),
+      corpus.eval.size());
+  const auto eval_starts = fixed_starts(corpus.eval, 256, cfg.context, cfg.seed + 99);
+  const auto t_all = Clock::now();
+  double start_eval = 0;
+  std::vector<Result> results;
+#ifdef ALLOY_DEMO_CUDA
+  if (cfg.device == "cuda")
+    results =
+        run_compositions(gpu::Model<Model>(init), cfg, corpus, eval_starts, threads, start_eval);
+  else
+#endif
+    results = run_compositions(init, cfg, corpus, eval_starts, threads, start_eval);
 
   // The table.
   std::printf("\n%-15s %-13s %10s %12s %10s %10s %10s %10s\n", "composition", "kind", "state MiB",

@@ -2,8 +2,8 @@
 # One call on the GPU machine: build the CUDA tests and the benchmark, run the tests, run
 # compute-sanitizer (memcheck, racecheck) on them, run the benchmark; logs under $OUT.
 #
-#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,parity,sanitize,ncu,sass
-#                                     (default: all but ncu and sass)
+#   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,parity,sanitize,ncu,sass,demo
+#                                     (default: all but ncu, sass and demo)
 # Wheels under .whl/ (bitsandbytes, adam-mini; see docs/benchmarks.md) are installed first.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +27,7 @@ fi
 if has build; then
   t0=$SECONDS
   cmake -S . -B $BUILD -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DALLOY_CUDA=ON \
-        -DALLOY_BUILD_BENCH=ON -DALLOY_BUILD_EXAMPLES=OFF >"$OUT/build.log" 2>&1 \
+        -DALLOY_BUILD_BENCH=ON -DALLOY_BUILD_EXAMPLES=${DEMO_BUILD:-OFF} >"$OUT/build.log" 2>&1 \
     && cmake --build $BUILD -j 16 >>"$OUT/build.log" 2>&1  # all targets at once: named targets
                                                         # build one after another (~10 min)
   note "build: rc=$? in $((SECONDS - t0)) s"
@@ -84,6 +84,18 @@ if has ncu; then
       >"$OUT/ncu_$dt.txt" 2>&1
     note "ncu $dt: rc=$? in $((SECONDS - t0)) s"
   done
+fi
+
+if has demo; then
+  # The main demo's GPU configuration (docs/which_composition.md): build with DEMO_BUILD=ON, and
+  # carry the corpus (the GPU machine has no network): cp -r /usr/share/games/fortunes .corpus/
+  # here, carry [".corpus"].
+  t0=$SECONDS
+  timeout 400 "$BUILD/examples/03_train_lm" --device cuda --corpus "${DEMO_CORPUS:-.corpus/fortunes}" \
+    --hidden "${DEMO_HIDDEN:-32768}" --batch "${DEMO_BATCH:-512}" --steps "${DEMO_STEPS:-1500}" \
+    --out "$OUT/demo" >"$OUT/demo.log" 2>&1
+  note "demo: rc=$? in $((SECONDS - t0)) s: $(tail -1 "$OUT/demo.log")"
+  tail -16 "$OUT/demo.log"
 fi
 
 if has sass; then
