@@ -37,14 +37,21 @@ TEST_CASE("PerBlock (CUDA): equal to the host executor bit for bit") {
 }
 
 TEST_CASE("PerBlock (CUDA): the one-pass path equals the host executor bit for bit") {
-  // Blocks of at most 2048 elements take the one-pass kernel, larger ones the two-pass path, in
-  // the same step; the host executor equals the two-pass path (the test above), so both paths
-  // give the same bits.
+  // Blocks of at most 8192 elements take the one-pass kernel (one run of 8 per lane up to 2048,
+  // four up to 8192), larger ones the two-pass path, in the same step; the host executor equals
+  // the two-pass path (the test above), so both paths give the same bits.
   per_block_equals_host<alloy::state::Fp32>(0, true);
   per_block_equals_host<alloy::state::Bf16<>>(0, true);
   per_block_equals_host<alloy::state::Fp32>(3, true);
+  // Blocks of 2049..8193 elements: four runs per lane, the last ones partial or empty; 8193 is
+  // one past the one-pass limit.
+  const std::vector<std::uint64_t> sizes = {15000, 16384, 2049, 2048, 8193, 6000};
+  const std::vector<std::uint64_t> blocks = {5000, 8192, 2049, 2048, 8193, 3000};
+  per_block_equals_host<alloy::state::Fp32>(0, true, sizes, blocks);
+  per_block_equals_host<alloy::state::Bf16<>>(5, true, sizes, blocks);
   // 8-bit first moments: one pass for blocks of whole 256-element quantization blocks (below the
   // size threshold, and for other blocks, two passes).
   per_block_equals_host<alloy::state::Int8Blockwise<>>(
-      0, true, {4096, 65536, 6144, 70001, 10240, 300}, {256, 2048, 1024, 70001, 512, 3});
+      0, true, {4096, 65536, 6144, 70001, 10240, 300, 65536, 24576},
+      {256, 2048, 1024, 70001, 512, 3, 8192, 6144});
 }

@@ -27,7 +27,7 @@ struct Options {
   unsigned host_threads = 0;
   /// CUDA executor: thread blocks per launch (0: one full wave, from the tuning table).
   unsigned cuda_blocks = 0;
-  /// CUDA executor, share::PerBlock: sharing blocks of at most 2048 elements are reduced and
+  /// CUDA executor, share::PerBlock: sharing blocks of at most 8192 elements are reduced and
   /// updated by one kernel in one pass over memory (bitwise the same result as the two-pass
   /// path). Off by default until it has run on a GPU (docs/policies/per_block.md).
   bool cuda_per_block_one_pass = false;

@@ -330,14 +330,14 @@ __global__ void __launch_bounds__(share::kSumLanes)
 }
 
 /// share::PerBlock in one pass: one thread block (share::kSumLanes threads) per sharing block of
-/// at most kSumLanes * kSumRun = 2048 elements (grid-stride over spans' blocks). Lane l loads the
-/// run of 8 elements [8 l, 8 l + 8) of the block (p, g and the first moment, as a tile of
-/// SharedStep), sums its g^2 in increasing index, and the lanes combine by
+/// at most K * kSumLanes * kSumRun = K * 2048 elements (grid-stride over spans' blocks). Lane l
+/// loads the runs of 8 elements starting at 8 l + 2048 k, k < K (p, g and the first moment, as
+/// tiles of SharedStep), sums their g^2 in increasing index, and the lanes combine by
 /// share::block_mean_sq's tree (the levels of 128, 64 and 32 through shared memory, the rest
 /// within warp 0: x + shfl_down(x, h) is the same add); lane 0 advances v_b, and every lane
 /// updates its run with it. Bitwise the two-pass path's result: the same sums in the same order.
 /// Block formats need blocks of whole quantization blocks (a warp's 256 elements are one).
-template <class E, class Rule>
+template <class E, class Rule, int K>
 __global__ void __launch_bounds__(share::kSumLanes)
     shared_one_pass_kernel(const TensorEntry* entries, const SharedSpan* spans,
                            std::uint32_t nspans, std::uint64_t total,
@@ -345,6 +345,7 @@ __global__ void __launch_bounds__(share::kSumLanes)
                            std::uint64_t seed, std::uint8_t rounding_purpose,
                            const void* format_tables) {
   constexpr int N = share::kSumRun;
+  constexpr std::uint64_t kRunStride = std::uint64_t(share::kSumLanes) * N;  // 2048
   using Tile = typename E::template Tile<N>;
   __shared__ float part[share::kSumLanes];
   Pass<typename E::Args> pass{seed, *global_step, rounding_purpose, {}, format_tables};
@@ -358,21 +359,25 @@ __global__ void __launch_bounds__(share::kSumLanes)
     const TensorEntry t = entries[spans[lo].tensor];
     const typename Rule::Scalars s = scalars[spans[lo].tensor];
     const std::uint64_t b = gb - spans[lo].block_begin, n = t.share_block, base = b * n;
-    const std::uint64_t off = std::uint64_t(lane) * N;
-    const int valid = off >= n ? 0 : n - off >= N ? N : int(n - off);
     const bool vp = (t.flags & kParamAligned16) && (t.flags & kGradAligned16) && base % N == 0;
-    Tile tile;
-    if (valid > 0) {
-      if (vp) tile.template load<true, true, true>(t, base + off, valid);
-      else tile.template load<false, false, false>(t, base + off, valid);
-    }
+    Tile tile[K];
+    int valid[K];
     float acc = 0.f;
 #pragma unroll
-    for (int j = 0; j < N; ++j)
-      if (j < valid) {
-        const float x = to_float(tile.g[j]);
-        acc = fp::add(acc, fp::mul(x, x));
+    for (int k = 0; k < K; ++k) {
+      const std::uint64_t off = std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
+      valid[k] = off >= n ? 0 : n - off >= N ? N : int(n - off);
+      if (valid[k] > 0) {
+        if (vp) tile[k].template load<true, true, true>(t, base + off, valid[k]);
+        else tile[k].template load<false, false, false>(t, base + off, valid[k]);
       }
+#pragma unroll
+      for (int j = 0; j < N; ++j)
+        if (j < valid[k]) {
+          const float x = to_float(tile[k].g[j]);
+          acc = fp::add(acc, fp::mul(x, x));
+        }
+    }
     part[lane] = acc;
     __syncthreads();
 #pragma unroll
@@ -393,9 +398,13 @@ __global__ void __launch_bounds__(share::kSumLanes)
     __syncthreads();  // v_b is written before any lane reads it (SharedStep reads state[1])
     // Lanes past the block's end skip the update: with a block format, whole warps (blocks are
     // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
-    if (valid > 0) {
-      if (vp) tile.template update_store<true, true, LaneGroup<32>>(t, base + off, s, pass, valid);
-      else tile.template update_store<false, false, LaneGroup<32>>(t, base + off, s, pass, valid);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const std::uint64_t i0 = base + std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
+      if (valid[k] > 0) {
+        if (vp) tile[k].template update_store<true, true, LaneGroup<32>>(t, i0, s, pass, valid[k]);
+        else tile[k].template update_store<false, false, LaneGroup<32>>(t, i0, s, pass, valid[k]);
+      }
     }
     __syncthreads();  // part[] is reused by the next block
   }
@@ -441,16 +450,19 @@ class Cuda::Backend {
         blocks_override_(o.cuda_blocks), one_pass_(o.cuda_per_block_one_pass),
         alloc_(o.allocator ? o.allocator : default_allocator()) {}
 
-  /// share::PerBlock, one-pass path: tensors whose sharing blocks one thread block reduces and
-  /// updates in one pass (at most 2048 elements; whole quantization blocks for block formats,
-  /// whose small tensors keep the two-pass path).
-  bool one_pass(const TensorEntry& e) const {
-    if (!one_pass_ || !e.share_block || e.share_block > share::kSumLanes * share::kSumRun)
-      return false;
+  /// share::PerBlock, one-pass path: the runs of 8 elements per lane (K) with which one thread
+  /// block reduces and updates a tensor's sharing blocks in one pass: 1 for blocks of at most
+  /// 2048 elements, 4 for at most 8192; -1 (the two-pass path) for larger blocks, and for block
+  /// formats unless blocks are whole quantization blocks of a tensor above the size threshold.
+  static constexpr int kOnePassRuns[2] = {1, 4};
+  int one_pass_class(const TensorEntry& e) const {  // index into kOnePassRuns, or -1
+    constexpr std::uint64_t run = std::uint64_t(share::kSumLanes) * share::kSumRun;
+    if (!one_pass_ || !e.share_block || e.share_block > run * kOnePassRuns[1]) return -1;
     if constexpr (!Format::kElementwise)
-      return !(e.flags & kSmallState) && e.share_block % Format::kBlock == 0;
-    return true;
+      if ((e.flags & kSmallState) || e.share_block % Format::kBlock) return -1;
+    return e.share_block <= run * kOnePassRuns[0] ? 0 : 1;
   }
+  bool one_pass(const TensorEntry& e) const { return one_pass_class(e) >= 0; }
 
   /// The pointer must be device (or managed) memory of the view's device.
   static void check_view(const TensorView& v, const std::string& what) {
@@ -538,19 +550,22 @@ class Cuda::Backend {
         l.blocks = blocks_override_ ? blocks_override_ : unsigned(std::max(1, per_sm) * sms);
       });
       std::vector<std::uint32_t> members;
-      std::vector<SharedSpan> one_pass_spans;
+      std::vector<SharedSpan> one_pass_spans[2];
       for (std::uint32_t t = 0; t < entries.size(); ++t)
         if ((entries[t].flags & kTensorActive) && entries[t].param_dtype == std::uint8_t(p) &&
             entries[t].grad_dtype == std::uint8_t(g)) {
-          if (!one_pass(entries[t])) {
+          const int c = one_pass_class(entries[t]);
+          if (c < 0) {
             members.push_back(t);
             continue;
           }
-          one_pass_spans.push_back(SharedSpan{t, 0, l.one_pass_total});
-          l.one_pass_total += entries[t].numel / entries[t].share_block;
+          one_pass_spans[c].push_back(SharedSpan{t, 0, l.one_pass[c].total});
+          l.one_pass[c].total += entries[t].numel / entries[t].share_block;
         }
-      l.one_pass_count = std::uint32_t(one_pass_spans.size());
-      if (l.one_pass_count) l.one_pass_spans = upload(one_pass_spans, dev);
+      for (int c = 0; c < 2; ++c) {
+        l.one_pass[c].count = std::uint32_t(one_pass_spans[c].size());
+        if (l.one_pass[c].count) l.one_pass[c].spans = upload(one_pass_spans[c], dev);
+      }
       const GroupPlan plan = plan_group(entries, members, p, g, l.blocks);
       l.chunks = upload(plan.chunks, dev);
       l.worker_begin = upload(plan.worker_begin, dev);
@@ -640,17 +655,19 @@ class Cuda::Backend {
             <<<l.blocks, tune.threads, 0, stream>>>(prm);
         ALLOY_CUDA_CHECK(cudaGetLastError());
         if constexpr (Share::kSharesSecondMoment && std::is_same_v<Args, NoArgs>) {
-          if (l.one_pass_total) {
+          const auto one_pass_launch = [&]<int K>(const OnePass& op) {
+            if (!op.total) return;
             const unsigned grid =
-                unsigned(std::min<std::uint64_t>(l.one_pass_total, std::uint64_t(sms_) * 8));
-            shared_one_pass_kernel<E, Rule><<<grid, share::kSumLanes, 0, stream>>>(
-                tables_.entries.template as<TensorEntry>(),
-                l.one_pass_spans.template as<SharedSpan>(), l.one_pass_count, l.one_pass_total,
-                tables_.scalars.template as<Scalars>(),
+                unsigned(std::min<std::uint64_t>(op.total, std::uint64_t(sms_) * 8));
+            shared_one_pass_kernel<E, Rule, K><<<grid, share::kSumLanes, 0, stream>>>(
+                tables_.entries.template as<TensorEntry>(), op.spans.template as<SharedSpan>(),
+                op.count, op.total, tables_.scalars.template as<Scalars>(),
                 tables_.global_step.template as<std::uint32_t>(), seed_, rounding_purpose,
                 tables_.format_tables.get());
             ALLOY_CUDA_CHECK(cudaGetLastError());
-          }
+          };
+          one_pass_launch.template operator()<kOnePassRuns[0]>(l.one_pass[0]);
+          one_pass_launch.template operator()<kOnePassRuns[1]>(l.one_pass[1]);
         }
       });
   }
@@ -695,14 +712,17 @@ class Cuda::Backend {
   }
 
  private:
+  /// Tensors of one launch group whose PerBlock blocks go through the one-pass kernel.
+  struct OnePass {
+    detail::Buffer spans;
+    std::uint32_t count = 0;
+    std::uint64_t total = 0;  // sharing blocks
+  };
   struct Launch {
     DType param, grad;
     unsigned blocks = 0;
     detail::Buffer chunks, worker_begin;
-    // share::PerBlock's one-pass tensors of this dtype pair (not in the chunks)
-    detail::Buffer one_pass_spans;
-    std::uint32_t one_pass_count = 0;
-    std::uint64_t one_pass_total = 0;
+    OnePass one_pass[2];  // share::PerBlock's one-pass tensors by kOnePassRuns (not in chunks)
   };
   /// The kernel that sizes the grid: the rule's update of this gradient source.
   using PrimaryKind = typename Grad::template UpdateKind<Rule, Format>;
