@@ -90,7 +90,8 @@ except ImportError:  # keep the exit-2 contract even without torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anchors import torch_state_bytes  # noqa: E402  (bench/anchors.py: counts shared tensors once)
-from parity_common import AlloyFailed, AlloyLib, AlloyOptimizer, Missing, mean_std  # noqa: E402
+from parity_common import (AlloyFailed, AlloyLib, AlloyOptimizer, Missing, check_seeds_steps,  # noqa: E402
+                           mean_std, parse_choices)
 
 OFFICIAL_VERSION = "1.1.1"
 OFFICIAL_WHEEL = "adam-mini 1.1.1 (the wheel carried to the GPU machine)"
@@ -434,12 +435,8 @@ def main() -> int:
     args = ap.parse_args()
     global DEVICE
     DEVICE = args.device
-    comps = [x.strip() for x in args.compositions.split(",") if x.strip()]
-    bad = [x for x in comps if x not in COMPOSITIONS]
-    if bad or not comps:
-        ap.error(f"unknown composition(s) {bad}; known: {list(COMPOSITIONS)}")
-    if args.seeds < 1 or args.steps < 1:
-        ap.error("--seeds and --steps must be >= 1")
+    comps = parse_choices(ap, args.compositions, COMPOSITIONS, "composition")
+    check_seeds_steps(ap, args)
 
     try:
         if DEVICE == "cuda" and not torch.cuda.is_available():

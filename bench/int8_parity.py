@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import AlloyLib, AlloyOptimizer, Missing, mean_std  # noqa: E402
+from parity_common import (AlloyLib, AlloyOptimizer, Missing, check_seeds_steps,  # noqa: E402
+                           mean_std, parse_choices)
 from anchors import torch_state_bytes  # noqa: E402  (bench/anchors.py: counts bnb's shared qmaps once)
 
 HP = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
@@ -268,12 +269,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--out", default="int8_parity.json")
     args = ap.parse_args()
-    dtypes = [x.strip() for x in args.dtypes.split(",") if x.strip()]
-    bad = [x for x in dtypes if x not in DTYPES]
-    if bad or not dtypes:
-        ap.error(f"unknown dtype(s) {bad}; known: {list(DTYPES)}")
-    if args.seeds < 1 or args.steps < 1:
-        ap.error("--seeds and --steps must be >= 1")
+    dtypes = parse_choices(ap, args.dtypes, DTYPES, "dtype")
+    check_seeds_steps(ap, args)
 
     try:
         if not torch.cuda.is_available():

@@ -136,3 +136,17 @@ def mean_std(xs: list[float]) -> dict:
     """Mean, (sample) standard deviation, min and max over seeds."""
     return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
             "min": min(xs), "max": max(xs)}
+
+
+def parse_choices(ap, text: str, known, what: str) -> list[str]:
+    """A comma list of names from `known` (argparse error otherwise)."""
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [x for x in names if x not in known]
+    if bad or not names:
+        ap.error(f"unknown {what}(s) {bad}; known: {list(known)}")
+    return names
+
+
+def check_seeds_steps(ap, args) -> None:
+    if args.seeds < 1 or args.steps < 1:
+        ap.error("--seeds and --steps must be >= 1")
