@@ -34,7 +34,10 @@ status=0
 
 # (1) Build. Tests/examples are off: only the benchmark target is needed here.
 BIN="$BUILD/bench/alloy_bench"
-if { [[ -f "$BUILD/CMakeCache.txt" ]] || cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+if [[ -x $BIN && ! -f $BUILD/CMakeCache.txt ]]; then
+  log "prebuilt $BIN (tools/pack_gpu_build.sh): not building"
+  built=1
+elif { [[ -f "$BUILD/CMakeCache.txt" ]] || cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
        -DCMAKE_CUDA_ARCHITECTURES=90 -DALLOY_BUILD_BENCH=ON \
        -DALLOY_BUILD_TESTS=OFF -DALLOY_BUILD_EXAMPLES=OFF; } 2>&1 | tee "$OUT_DIR/build.log" >&2 \
    && cmake --build "$BUILD" --target alloy_bench -j 2>&1 | tee -a "$OUT_DIR/build.log" >&2; then

@@ -4,6 +4,8 @@
 #
 #   tools/gpu_session.sh [stages]     stages: any of build,test,tune,bench,parity,sanitize,ncu,sass,demo
 #                                     (default: all but ncu, sass and demo)
+# BUILD=.gpubin uses binaries built for sm_90 on another machine (tools/pack_gpu_build.sh): no
+# device time spent compiling.
 # Wheels under .whl/ (bitsandbytes, adam-mini; see docs/benchmarks.md) are installed first.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,6 +15,7 @@ STAGES=${1:-build,test,tune,bench,parity,sanitize}
 BUILD=${BUILD:-build-gpu}  # the tune stage builds build-tune-<variant>: BUILD=build-tune-base
 # The commit under test (written before the session: this copy's .git may be stale).
 [[ -s bench/results/COMMIT ]] && export ALLOY_COMMIT=$(head -n1 bench/results/COMMIT | tr -d '[:space:]')
+[[ -s $BUILD/COMMIT ]] && export ALLOY_COMMIT=$(head -n1 "$BUILD/COMMIT" | tr -d '[:space:]')  # prebuilt
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
@@ -24,7 +27,9 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   note "wheels: $(ls .whl | tr '\n' ' ')"
 fi
 
-if has build; then
+if has build && [[ -d $BUILD && ! -f $BUILD/CMakeCache.txt ]]; then
+  note "build: $BUILD holds prebuilt binaries (tools/pack_gpu_build.sh): not building"
+elif has build; then
   t0=$SECONDS
   cmake -S . -B $BUILD -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DALLOY_CUDA=ON \
         -DALLOY_BUILD_BENCH=ON -DALLOY_BUILD_EXAMPLES=${DEMO_BUILD:-OFF} >"$OUT/build.log" 2>&1 \
