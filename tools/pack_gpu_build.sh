@@ -6,6 +6,10 @@
 #         -DALLOY_CUDA=ON -DALLOY_BUILD_BENCH=ON -DALLOY_BUILD_EXAMPLES=ON
 #   cmake --build build/gpu -j2
 #   tools/pack_gpu_build.sh build/gpu .gpubin      # then BUILD=.gpubin tools/gpu_session.sh ...
+#   PACK="tests demo" tools/pack_gpu_build.sh ...  # a subset: tests, bench, capi, demo (default all)
+#
+# A call carries at most 64 MiB: the CUDA test binary is about 44 MB, alloy_bench 16, the demo 11,
+# the C API library 5.5, and the bitsandbytes wheel 43: tests and the wheel need separate calls.
 #
 # The layout under the folder is the build directory's, so gpu_session.sh and bench/run.sh find
 # the same paths; without a CMakeCache.txt there they run the binaries and build nothing.
@@ -14,7 +18,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SRC=${1:?usage: tools/pack_gpu_build.sh BUILD_DIR [DEST]}
 DEST=${2:-.gpubin}
 rm -rf "$DEST"
-for f in tests/cuda/alloy_cuda_tests bench/alloy_bench bench/liballoy_capi.so examples/03_train_lm; do
+declare -A FILE=([tests]=tests/cuda/alloy_cuda_tests [bench]=bench/alloy_bench
+                 [capi]=bench/liballoy_capi.so [demo]=examples/03_train_lm)
+for what in ${PACK:-tests bench capi demo}; do
+  f=${FILE[$what]:?"pack_gpu_build: unknown part '$what' (tests, bench, capi, demo)"}
   if [[ -f $SRC/$f ]]; then
     mkdir -p "$DEST/$(dirname "$f")"
     cp "$SRC/$f" "$DEST/$f"
