@@ -5,9 +5,11 @@
 
 #include <alloy/alloy.cuh>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -31,6 +33,14 @@ __global__ void stream_words(std::uint64_t seed, std::uint32_t step, std::uint32
     out[8 * i + w] = r.v[w];
     out[8 * i + 4 + w] = s.v[w];
   }
+}
+
+/// gaussian_pair for every radius input m (word m << 9: all 2^23 values of the 23 bits it
+/// uses), angle word from a multiplicative hash of m (every angle bucket is visited).
+__global__ void all_gaussian_pairs(float* z) {
+  const std::uint32_t m = blockIdx.x * blockDim.x + threadIdx.x;
+  if (m >= (1u << 23)) return;
+  alloy::grad::gaussian_pair(m << 9, m * 2654435761u, z[2 * m], z[2 * m + 1]);
 }
 
 /// 0.5 * sum (w - t)^2 in a fixed order (one block, fixed tree): the caller's "forward pass".
@@ -150,6 +160,47 @@ TEST_CASE("spsa (CUDA): integer random streams are bitwise the host's") {
     CHECK(mismatches == 0);
   }
   cudaFree(d);
+}
+
+TEST_CASE(
+    "spsa (CUDA): Gaussian directions are finite and the host's within the hardware "
+    "log2, sqrt and sincos error, for every radius input") {
+  // Device (CUDA Programming Guide, intrinsic functions): log2 within 2^-22 absolute on [0.5, 2]
+  // and 2 ulps elsewhere, so |dt| <= 2 ln2 2^-22 + t 2^-20 in t = -2 ln u1 (fp32 roundings of t
+  // included); sin / cos within 2^-21.41 absolute on [-pi, pi]. Then |dr| <= min(sqrt(dt),
+  // dt / sqrt(t)), and |dz| <= |dr| + r 2^-21.41 + r 2^-21 (the approximate square root and the
+  // fp32 roundings of r and z on host and device).
+  const std::uint32_t n = 1u << 23;
+  float* d;
+  REQUIRE(cudaMalloc(&d, 2ull * n * sizeof(float)) == cudaSuccess);
+  all_gaussian_pairs<<<n / 256, 256>>>(d);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<float> got(2ull * n);
+  REQUIRE(cudaMemcpy(got.data(), d, got.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  cudaFree(d);
+  std::size_t not_finite = 0, outside = 0;
+  double worst = 0, largest = 0;
+  for (std::uint32_t m = 0; m < n; ++m) {
+    float h0, h1;
+    alloy::grad::gaussian_pair(m << 9, m * 2654435761u, h0, h1);
+    const double u1 = 1.0 - double(m) * 0x1p-23;  // 2 - x, x = 1 + m 2^-23
+    const double t = -2.0 * std::log(u1), r = std::sqrt(t);
+    const double dt = 2 * std::log(2.0) * 0x1p-22 + t * 0x1p-20;
+    const double dr = t > 0 ? std::min(std::sqrt(dt), dt / std::sqrt(t)) : std::sqrt(dt);
+    const double bound = dr + r * std::exp2(-21.41) + r * 0x1p-21;
+    for (const auto& [dev, host] : {std::pair{got[2 * m], h0}, std::pair{got[2 * m + 1], h1}}) {
+      not_finite += !std::isfinite(dev);
+      const double e = std::fabs(double(dev) - double(host));
+      outside += !(e <= bound);
+      worst = std::max(worst, e / bound);
+      largest = std::max(largest, std::fabs(double(dev)));
+    }
+  }
+  MESSAGE("gaussian_pair, 2^23 inputs: worst |device - host| = "
+          << worst << " of the bound; max |z| = " << largest);
+  CHECK(not_finite == 0);
+  CHECK(outside == 0);
+  CHECK(largest <= std::sqrt(2 * 23 * std::log(2.0)) + 1e-5);
 }
 
 TEST_CASE("spsa (CUDA): fp32 parameters within 1e-6 of the host executor (fused MeZO steps)") {

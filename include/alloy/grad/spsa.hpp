@@ -49,35 +49,42 @@ ALLOY_HD RandomStream direction_stream(std::uint64_t seed, std::uint32_t step, s
                       std::uint8_t(int(Purpose::spsa_direction) + k)};
 }
 
-/// The directions of elements 4q .. 4q+3: one Philox call, all four words used. Gaussian:
-/// Box-Muller on two pairs of 24-bit uniforms, u1 in (0, 1) and an angle in (-pi, pi):
-/// (r cos a, r sin a), r = sqrt(-2 ln u1). The device uses the hardware log / sincos; the host
-/// uses <cmath>: the integer stream is bitwise the same on both, the floats agree to a few ulps
-/// (docs/numerics.md).
+/// Two standard normal values from two 32-bit words: Box-Muller on their top 23 bits,
+/// (r cos a, r sin a), r = sqrt(-2 ln u1). Each word's top 23 bits become the mantissa of
+/// x in [1, 2) (one integer instruction); u1 = 2 - x in [2^-23, 1] and the angle a = 2 pi (x - 1.5)
+/// in [-pi, pi) are exact in float, so |z| <= sqrt(2 ln 2^23) = 5.65. The device uses the hardware
+/// log2, sqrt and sin/cos (one instruction each), the host <cmath>: the words are bitwise the same
+/// on both, the values agree to a few ulps away from r = 0 (docs/numerics.md). -2 ln u1 enters
+/// the square root by magnitude: the hardware log2 of a u1 just below 1 may come out a hair above
+/// 0.
+ALLOY_HD void gaussian_pair(std::uint32_t w0, std::uint32_t w1, float& z0, float& z1) {
+  constexpr float kMinus2Ln2 = -1.38629436111989061883f;  // -2 ln 2: -2 ln u = -2 ln2 log2 u
+  const float u1 = 2.f - bits_float(0x3f800000u | (w0 >> 9));
+  const float a = (bits_float(0x3f800000u | (w1 >> 9)) - 1.5f) * 6.28318530717958647692f;
+#if ALLOY_ON_DEVICE
+  float lg, rad;
+  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(lg) : "f"(u1));  // u1 >= 2^-23: never subnormal
+  asm("sqrt.approx.ftz.f32 %0, %1;" : "=f"(rad) : "f"(fabsf(lg * kMinus2Ln2)));
+  float sn, cs;
+  __sincosf(a, &sn, &cs);
+#else
+  const float rad = std::sqrt(std::fabs(std::log2(u1) * kMinus2Ln2));
+  const float sn = std::sin(a), cs = std::cos(a);
+#endif
+  z0 = rad * cs;
+  z1 = rad * sn;
+}
+
+/// The directions of elements 4q .. 4q+3: one Philox call, all four words used (Gaussian: two
+/// pairs; Rademacher: the low bit of each word).
 template <Direction D>
 ALLOY_HD void direction_quad(const RandomStream& rs, std::uint64_t q, float (&z)[4]) {
   const Philox4x32 r = rs.at(q);
   if constexpr (D == Direction::rademacher) {
     for (int j = 0; j < 4; ++j) z[j] = (r.v[j] & 1u) ? 1.f : -1.f;
   } else {
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-    for (int h = 0; h < 2; ++h) {
-      const float u1 = (float(r.v[2 * h] >> 8) + 0.5f) * 0x1p-24f;
-      const float a =
-          ((float(r.v[2 * h + 1] >> 8) + 0.5f) * 0x1p-24f - 0.5f) * 6.28318530717958647692f;
-#if ALLOY_ON_DEVICE
-      const float rad = __fsqrt_rn(-2.f * __logf(u1));
-      float sn, cs;
-      __sincosf(a, &sn, &cs);
-#else
-      const float rad = std::sqrt(-2.f * std::log(u1));
-      const float sn = std::sin(a), cs = std::cos(a);
-#endif
-      z[2 * h] = rad * cs;
-      z[2 * h + 1] = rad * sn;
-    }
+    gaussian_pair(r.v[0], r.v[1], z[0], z[1]);
+    gaussian_pair(r.v[2], r.v[3], z[2], z[3]);
   }
 }
 
