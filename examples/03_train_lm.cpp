@@ -56,6 +56,9 @@ struct Config {
   int hidden = 1600;
   int context = 16;
   int embed = 24;
+  int eval_windows = 256;
+  int evals = 10;
+  bool cosine = true;
   std::uint64_t seed = 1;
   bool int8_embeddings = false;
 };
@@ -72,6 +75,10 @@ const char* kUsage =
     "  --batch B            sequences per step (default 24)\n"
     "  --hidden H           hidden units (default 1600: 1.03 M parameters)\n"
     "  --seed S             initial weights and batches (default 1)\n"
+    "  --schedule S         first-order learning rate: cosine (default: decays to 0 over\n"
+    "                       the run) or constant; zeroth-order runs keep theirs constant\n"
+    "  --eval-windows N     held-out windows scored per evaluation (default 256)\n"
+    "  --evals N            evaluations per run: points per curve (default 10)\n"
     "  --int8-embeddings    8-bit state for the embedding too (default: fp32 for it)\n"
     "compositions: adamw-fp32 adamw-bf16 adamw-int8 sgd-momentum adam-mini-fp32\n"
     "              adam-mini-bf16 adam-mini-int8 mezo zo-adam\n";
@@ -122,6 +129,13 @@ Config parse(int argc, char** argv) {
     else if (k == "--batch") c.batch = int(number(value()));
     else if (k == "--hidden") c.hidden = int(number(value()));
     else if (k == "--seed") c.seed = std::uint64_t(number(value()));
+    else if (k == "--eval-windows") c.eval_windows = int(number(value()));
+    else if (k == "--evals") c.evals = int(number(value()));
+    else if (k == "--schedule") {
+      const std::string v = value();
+      if (v != "cosine" && v != "constant") die("--schedule " + v + ": use cosine or constant");
+      c.cosine = v == "cosine";
+    }
     else if (k == "--int8-embeddings") c.int8_embeddings = true;
     else die("unknown option '" + k + "' (try --help)");
   }
@@ -397,11 +411,17 @@ Result train(const std::string& name, M& model, Opt& opt, const Config& cfg,
   r.memory_bytes = model.params() * 4 * (zeroth_order ? 1 : 2) + r.state_bytes + acts;
   std::mt19937_64 rng(cfg.seed * 7919 + 17);
   std::uniform_int_distribution<std::size_t> u(0, text.size() - std::size_t(model.C) - 1);
-  const int every = std::max(1, cfg.steps / 10);
+  const int every = std::max(1, cfg.steps / std::min(cfg.evals, cfg.steps));
+  // First-order runs decay the learning rate along a cosine to 0 at the last step (--schedule).
+  std::vector<float> lr0;
+  for (std::size_t g = 0; g < opt.num_groups(); ++g) lr0.push_back(opt.hyper(g).lr);
   double opt_ms = 0, step_ms = 0;
   for (int s = 1; s <= cfg.steps; ++s) {
     std::vector<std::size_t> starts(std::size_t(cfg.batch));
     for (auto& x : starts) x = u(rng);
+    if (!zeroth_order && cfg.cosine)
+      for (std::size_t g = 0; g < lr0.size(); ++g)
+        opt.set_lr(g, float(0.5 * lr0[g] * (1 + std::cos(3.14159265358979 * (s - 1) / cfg.steps))));
     const auto t0 = Clock::now();
     double o = 0;
     const double loss = one_step(starts, o);
@@ -643,7 +663,7 @@ int main(int argc, char** argv) {
       "entries, dealt 8 / 1 / 1)\n",
       cfg.corpus.c_str(), corpus.files, corpus.train.size(), corpus.tune.size(),
       corpus.eval.size());
-  const auto eval_starts = fixed_starts(corpus.eval, 256, cfg.context, cfg.seed + 99);
+  const auto eval_starts = fixed_starts(corpus.eval, cfg.eval_windows, cfg.context, cfg.seed + 99);
   const auto t_all = Clock::now();
   double start_eval = 0;
   std::vector<Result> results;
