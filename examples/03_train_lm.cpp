@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +60,7 @@ struct Config {
   int eval_windows = 256;
   int evals = 10;
   bool cosine = true;
+  float zo_lr = 1e-4f;
   std::uint64_t seed = 1;
   bool int8_embeddings = false;
 };
@@ -79,6 +81,9 @@ const char* kUsage =
     "                       the run) or constant; zeroth-order runs keep theirs constant\n"
     "  --eval-windows N     held-out windows scored per evaluation (default 256)\n"
     "  --evals N            evaluations per run: points per curve (default 10)\n"
+    "  --zo-lr X            learning rate of the zeroth-order runs (default 1e-4; SPSA's\n"
+    "                       gradient noise grows with the parameter count: lower it for\n"
+    "                       larger models)\n"
     "  --int8-embeddings    8-bit state for the embedding too (default: fp32 for it)\n"
     "compositions: adamw-fp32 adamw-bf16 adamw-int8 sgd-momentum adam-mini-fp32\n"
     "              adam-mini-bf16 adam-mini-int8 mezo zo-adam\n";
@@ -131,6 +136,13 @@ Config parse(int argc, char** argv) {
     else if (k == "--seed") c.seed = std::uint64_t(number(value()));
     else if (k == "--eval-windows") c.eval_windows = int(number(value()));
     else if (k == "--evals") c.evals = int(number(value()));
+    else if (k == "--zo-lr") {
+      const std::string v = value();
+      char* end = nullptr;
+      c.zo_lr = std::strtof(v.c_str(), &end);
+      if (end == v.c_str() || *end != '\0' || !(c.zo_lr > 0.f))
+        die("--zo-lr needs a positive number, got '" + v + "'");
+    }
     else if (k == "--schedule") {
       const std::string v = value();
       if (v != "cosine" && v != "constant") die("--schedule " + v + ": use cosine or constant");
@@ -637,11 +649,11 @@ std::vector<Result> run_compositions(const M& init, const Config& cfg, const Cor
                                                                  corpus, eval_starts, threads));
   if (have_adamw) start_eval = adamw_end.loss(corpus.eval, eval_starts, false, threads);
   if (want("mezo"))
-    results.push_back(zeroth_order<alloy::rule::Sgd>("mezo", adamw_end, {1e-4f, 0.f, 0.f, 0.f}, cfg,
+    results.push_back(zeroth_order<alloy::rule::Sgd>("mezo", adamw_end, {cfg.zo_lr, 0.f, 0.f, 0.f}, cfg,
                                                      corpus, eval_starts, threads));
   if (want("zo-adam"))
     results.push_back(zeroth_order<alloy::rule::AdamW>("zo-adam", adamw_end,
-                                                       {1e-4f, 0.9f, 0.999f, 1e-8f, 0.f}, cfg,
+                                                       {cfg.zo_lr, 0.9f, 0.999f, 1e-8f, 0.f}, cfg,
                                                        corpus, eval_starts, threads));
 
   return results;

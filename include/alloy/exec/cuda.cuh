@@ -338,7 +338,7 @@ __global__ void __launch_bounds__(share::kSumLanes)
 /// updates its run with it. Bitwise the two-pass path's result: the same sums in the same order.
 /// Block formats need blocks of whole quantization blocks (a warp's 256 elements are one).
 template <class E, class Rule, int K>
-__global__ void __launch_bounds__(share::kSumLanes)
+__global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 1 : 2)  // K > 1: <= 128 registers
     shared_one_pass_kernel(const TensorEntry* entries, const SharedSpan* spans,
                            std::uint32_t nspans, std::uint64_t total,
                            const typename Rule::Scalars* scalars, const std::uint32_t* global_step,
@@ -353,6 +353,7 @@ __global__ void __launch_bounds__(share::kSumLanes)
     __shared__ typename E::State::Tables tables;
     pass.tables = stage_tables<share::kSumLanes>(tables, format_tables);
   }
+  __shared__ float v_new;
   const unsigned lane = threadIdx.x;
   for (std::uint64_t gb = blockIdx.x; gb < total; gb += gridDim.x) {
     const std::uint32_t lo = span_of(spans, nspans, gb);
@@ -360,6 +361,12 @@ __global__ void __launch_bounds__(share::kSumLanes)
     const typename Rule::Scalars s = scalars[spans[lo].tensor];
     const std::uint64_t b = gb - spans[lo].block_begin, n = t.share_block, base = b * n;
     const bool vp = (t.flags & kParamAligned16) && (t.flags & kGradAligned16) && base % N == 0;
+    float* v = static_cast<float*>(t.state[1]);
+    const float v_old = lane == 0 ? v[b] : 0.f;  // read early: its latency hides behind the loads
+    // One run (K = 1): the whole tile is loaded before the reduction. Several runs: only the
+    // gradients (K x 8 values per lane across the reduction instead of K x 8 x (2 + moments),
+    // which held large blocks to one thread block per SM); parameters and moments are read
+    // after it, still once.
     Tile tile[K];
     int valid[K];
     float acc = 0.f;
@@ -368,8 +375,13 @@ __global__ void __launch_bounds__(share::kSumLanes)
       const std::uint64_t off = std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
       valid[k] = off >= n ? 0 : n - off >= N ? N : int(n - off);
       if (valid[k] > 0) {
-        if (vp) tile[k].template load<true, true, true>(t, base + off, valid[k]);
-        else tile[k].template load<false, false, false>(t, base + off, valid[k]);
+        if constexpr (K == 1) {
+          if (vp) tile[k].template load<true, true, true>(t, base + off, valid[k]);
+          else tile[k].template load<false, false, false>(t, base + off, valid[k]);
+        } else {
+          if (vp) tile[k].template load_grad<true>(t, base + off, valid[k]);
+          else tile[k].template load_grad<false>(t, base + off, valid[k]);
+        }
       }
 #pragma unroll
       for (int j = 0; j < N; ++j)
@@ -390,23 +402,34 @@ __global__ void __launch_bounds__(share::kSumLanes)
 #pragma unroll
       for (int h = 16; h >= 1; h /= 2) x = fp::add(x, __shfl_down_sync(0xffffffffu, x, h));
       if (lane == 0) {
-        float* v = static_cast<float*>(t.state[1]);
         const float mean = float(__ddiv_rn(double(x), double(n)));
-        v[b] = Rule::second_moment(s, v[b], mean);
+        const float nv = Rule::second_moment(s, v_old, mean);
+        v[b] = nv;
+        v_new = nv;
       }
     }
-    __syncthreads();  // v_b is written before any lane reads it (SharedStep reads state[1])
+    __syncthreads();  // v_new is written before any lane reads it
+    float vb[N];
+#pragma unroll
+    for (int j = 0; j < N; ++j) vb[j] = v_new;
     // Lanes past the block's end skip the update: with a block format, whole warps (blocks are
     // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const std::uint64_t i0 = base + std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
       if (valid[k] > 0) {
-        if (vp) tile[k].template update_store<true, true, LaneGroup<32>>(t, i0, s, pass, valid[k]);
-        else tile[k].template update_store<false, false, LaneGroup<32>>(t, i0, s, pass, valid[k]);
+        if (vp) {
+          if constexpr (K > 1) tile[k].template load_rest<true, true>(t, i0, valid[k]);
+          tile[k].template update_store_given<true, true, LaneGroup<32>>(t, i0, s, pass, vb,
+                                                                         valid[k]);
+        } else {
+          if constexpr (K > 1) tile[k].template load_rest<false, false>(t, i0, valid[k]);
+          tile[k].template update_store_given<false, false, LaneGroup<32>>(t, i0, s, pass, vb,
+                                                                           valid[k]);
+        }
       }
     }
-    __syncthreads();  // part[] is reused by the next block
+    __syncthreads();  // part[] and v_new are reused by the next block
   }
 }
 

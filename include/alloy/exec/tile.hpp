@@ -298,8 +298,18 @@ struct GradTile {
 
   template <bool VecP, bool VecG, bool VecS>
   ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid = N) {
-    io::load_tile<VecP>(static_cast<const PT*>(t.param) + i0, p, valid);
+    load_rest<VecP, VecS>(t, i0, valid);
+    load_grad<VecG>(t, i0, valid);
+  }
+  /// The gradient alone, and the rest (parameter, moments) later: a kernel that reduces over
+  /// gradients first holds fewer registers across the reduction.
+  template <bool VecG>
+  ALLOY_HD void load_grad(const TensorEntry& t, std::uint64_t i0, int valid = N) {
     io::load_tile<VecG>(static_cast<const GT*>(t.grad) + i0, g, valid);
+  }
+  template <bool VecP, bool VecS>
+  ALLOY_HD void load_rest(const TensorEntry& t, std::uint64_t i0, int valid = N) {
+    io::load_tile<VecP>(static_cast<const PT*>(t.param) + i0, p, valid);
     m.template load<VecS>(t, i0, valid);
   }
 };
@@ -373,22 +383,43 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
     template <bool VecP, bool VecS, class Group = Solo>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
                                const Pass<Args>& pass, int valid = N) {
-      const RandomStream rng = pass.rounding(t.key);
       const float* shared = static_cast<const float*>(t.state[1]);
-      // Block of element i0 + j, advanced without a division per element.
-      std::uint64_t blk = i0 / t.share_block, into = i0 % t.share_block;
+      // Block of element i0 + j, advanced without a division per element (one per tile, in
+      // 32 bits when the indices fit).
+      std::uint64_t blk, into;
+      if (((i0 | t.share_block) >> 32) == 0) {
+        blk = std::uint32_t(i0) / std::uint32_t(t.share_block);
+        into = std::uint32_t(i0) - std::uint32_t(blk) * std::uint32_t(t.share_block);
+      } else {
+        blk = i0 / t.share_block;
+        into = i0 - blk * t.share_block;
+      }
+      float v[N];
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+      for (int j = 0; j < N; ++j) {
+        v[j] = j < valid ? shared[blk] : 0.f;
+        if (++into == t.share_block) {
+          into = 0;
+          ++blk;
+        }
+      }
+      update_store_given<VecP, VecS, Group>(t, i0, s, pass, v, valid);
+    }
+
+    /// The same, with each element's block second moment given (v[j] for element i0 + j).
+    template <bool VecP, bool VecS, class Group = Solo>
+    ALLOY_HD void update_store_given(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
+                                     const Pass<Args>& pass, const float (&v)[N], int valid = N) {
+      const RandomStream rng = pass.rounding(t.key);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
       for (int j = 0; j < N; ++j) {
         float pj = to_float(p[j]);
         float m0 = m.get(0, j, pass.tables);
-        const float v = j < valid ? shared[blk] : 0.f;
-        if (++into == t.share_block) {
-          into = 0;
-          ++blk;
-        }
-        Rule::update_given_second(s, pj, to_float(g[j]), m0, v);
+        Rule::update_given_second(s, pj, to_float(g[j]), m0, v[j]);
         Philox4x32 r{{0, 0, 0, 0}};
         if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
         p[j] = round_to<PT, PR>(pj, r.v[0]);
