@@ -24,6 +24,8 @@ COMMAND="STEPS=$STEPS_ARG WORKLOADS=$WORKLOADS_ARG DTYPES=$DTYPES_ARG bench/run.
 # ALLOY_COMMIT names the commit measured (tools/gpu_session.sh sets it from bench/results/COMMIT:
 # the GPU machine's copy of the tree can carry a stale .git); else git, else that file.
 if [[ -n ${ALLOY_COMMIT:-} ]]; then COMMIT=$ALLOY_COMMIT
+elif [[ -s $BUILD/COMMIT && ! -f $BUILD/CMakeCache.txt ]]; then  # prebuilt: the commit it was built from
+  COMMIT=$(head -n1 "$BUILD/COMMIT" | tr -d '[:space:]')
 elif COMMIT=$(git rev-parse --verify -q HEAD 2>/dev/null); then :
 elif [[ -s bench/results/COMMIT ]]; then COMMIT=$(head -n1 bench/results/COMMIT | tr -d '[:space:]')
 else COMMIT=unknown
