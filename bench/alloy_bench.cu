@@ -2,7 +2,7 @@
 //
 //   alloy_bench --workloads bench/workloads.json --out alloy.json
 //               [--steps 25] [--select flat,llama1b] [--dtypes fp32,bf16] [--no-zo]
-//               [--only TEXT] [--one-pass]
+//               [--only TEXT] [--two-pass]
 //
 // Every row is timed as the anchors are: refill the gradients with fresh random data, sync,
 // event, step(), event, sync; the first step is reported apart (ms_first); then --steps timed
@@ -284,8 +284,9 @@ void time_graph(cudaStream_t s, Enqueue&& enqueue, Time&& time) {
 
 /// --only: run the compositions whose name contains this text (all when empty).
 std::string g_only;
-/// --one-pass: PerBlock rows use Options::cuda_per_block_one_pass (rows named alloy_1pass).
-bool g_one_pass = false;
+/// --two-pass: PerBlock rows turn Options::cuda_per_block_one_pass off (rows named alloy_2pass:
+/// a statistics pass, then the update, for every sharing block).
+bool g_one_pass = true;
 
 template <class Rule, class State, class T, class Share>
 void bench_composition(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
@@ -325,7 +326,7 @@ void bench_composition(const Workload& w, const typename Rule::Hyper& h, int ste
   if constexpr (Share::kSharesSecondMoment) {
     o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};  // the official mask
     o.cuda_per_block_one_pass = g_one_pass;
-    if (g_one_pass) impl = "alloy_1pass";
+    if (!g_one_pass) impl = "alloy_2pass";
   }
   alloy::cuda::Optimizer<Rule, State, Share> opt(ps, h, o);
   cudaStream_t s;
@@ -427,11 +428,11 @@ int main(int argc, char** argv) {
     else if (k == "--dtypes") dtypes = split(next());
     else if (k == "--no-zo") zo = false;
     else if (k == "--only") g_only = next();
-    else if (k == "--one-pass") g_one_pass = true;
+    else if (k == "--two-pass") g_one_pass = false;
     else if (k == "--help" || k == "-h") {
       std::printf(
           "usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes "
-          "fp32,bf16] [--no-zo] [--only TEXT] [--one-pass]\n");
+          "fp32,bf16] [--no-zo] [--only TEXT] [--two-pass]\n");
       return 0;
     } else {
       std::fprintf(stderr, "unknown argument %s (try --help)\n", k.c_str());

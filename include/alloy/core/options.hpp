@@ -29,8 +29,8 @@ struct Options {
   unsigned cuda_blocks = 0;
   /// CUDA executor, share::PerBlock: sharing blocks of at most 8192 elements are reduced and
   /// updated by one kernel in one pass over memory (bitwise the same result as the two-pass
-  /// path). Off by default until it has run on a GPU (docs/policies/per_block.md).
-  bool cuda_per_block_one_pass = false;
+  /// path, which reads the gradient twice; docs/policies/per_block.md). On by default.
+  bool cuda_per_block_one_pass = true;
   /// Tensors whose name contains one of these get no weight decay. Unset: none for gradient
   /// sources that read gradients (as torch), MeZO's {"bias", "layer_norm", "layernorm"} for
   /// zeroth-order ones (grad::Spsa).

@@ -338,7 +338,7 @@ __global__ void __launch_bounds__(share::kSumLanes)
 /// updates its run with it. Bitwise the two-pass path's result: the same sums in the same order.
 /// Block formats need blocks of whole quantization blocks (a warp's 256 elements are one).
 template <class E, class Rule, int K>
-__global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 1 : 2)  // K > 1: <= 128 registers
+__global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 128 registers
     shared_one_pass_kernel(const TensorEntry* entries, const SharedSpan* spans,
                            std::uint32_t nspans, std::uint64_t total,
                            const typename Rule::Scalars* scalars, const std::uint32_t* global_step,
