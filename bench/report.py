@@ -47,7 +47,7 @@ w(f"- device: {d.get('device')}, CUDA driver API {d.get('driver')}, CUDA runtime
 w(f"- copy bandwidth (cudaMemcpyAsync device to device, 4 GiB, median of 20, read + write): "
   f"**{d['copy_gbs']:.1f} GB/s** (torch `copy_`: {d.get('copy_gbs_torch', float('nan')):.1f} GB/s)")
 w(f"- commit `{d.get('commit')}`, date {d.get('date')}")
-w(f"- command (on the GPU machine): `{d.get('command')}` (called by `tools/gpu_session.sh`)\n")
+w(f"- command (on the GPU machine): `{d.get('command')}`\n")
 w("## Results\n")
 w("`bytes/param` is the floor: each input read once, each output written once (docs/memory.md).")
 w("`frac` = bytes/param x params / median time / copy bandwidth. `vs fused` = torch fused AdamW's")
