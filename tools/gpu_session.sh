@@ -96,8 +96,10 @@ if has demo; then
   # carry the corpus (the GPU machine has no network): cp -r /usr/share/games/fortunes .corpus/
   # here, carry [".corpus"].
   t0=$SECONDS
+  # docs/which_composition.md's GPU run (162 s on an H100).
   timeout 400 "$BUILD/examples/03_train_lm" --device cuda --corpus "${DEMO_CORPUS:-.corpus/fortunes}" \
-    --hidden "${DEMO_HIDDEN:-32768}" --batch "${DEMO_BATCH:-512}" --steps "${DEMO_STEPS:-1500}" \
+    --hidden "${DEMO_HIDDEN:-32768}" --batch "${DEMO_BATCH:-512}" --steps "${DEMO_STEPS:-10000}" \
+    --evals 40 --eval-windows 8192 --zo-lr "${DEMO_ZO_LR:-2e-6}" \
     --out "$OUT/demo" >"$OUT/demo.log" 2>&1
   note "demo: rc=$? in $((SECONDS - t0)) s: $(tail -1 "$OUT/demo.log")"
   tail -16 "$OUT/demo.log"
