@@ -30,5 +30,9 @@ for what in ${PACK:-tests bench capi demo}; do
     echo "pack_gpu_build: $SRC/$f not built, left out" >&2
   fi
 done
-git rev-parse HEAD >"$DEST/COMMIT" 2>/dev/null || true
+# The commit the binaries were built from, marked -dirty when sources differ from it.
+if commit=$(git rev-parse HEAD 2>/dev/null); then
+  [[ -n $(git status --porcelain -- include tests bench examples CMakeLists.txt) ]] && commit+=-dirty
+  echo "$commit" >"$DEST/COMMIT"
+fi
 du -sh "$DEST"
