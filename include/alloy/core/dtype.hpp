@@ -67,12 +67,27 @@ ALLOY_HD float bits_float(std::uint32_t u) {
 // ---- bf16 ----
 ALLOY_HD float to_float(bf16 h) { return bits_float(std::uint32_t(h.bits) << 16); }
 
-/// fp32 -> bf16, round to nearest, ties to even; NaN stays a (quiet) NaN of the same sign.
-ALLOY_HD bf16 to_bf16_nearest(float x) {
+/// fp32 -> bf16, round to nearest, ties to even, in integer operations: the definition the
+/// host runs and the device test compares the hardware conversion with. Every NaN becomes the
+/// canonical NaN 0x7fff (what the GPU's conversion instruction produces).
+ALLOY_HD bf16 to_bf16_nearest_soft(float x) {
   std::uint32_t u = float_bits(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{std::uint16_t((u >> 16) | 0x0040u)};
+  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{0x7fffu};
   u += 0x7fffu + ((u >> 16) & 1u);
   return bf16{std::uint16_t(u >> 16)};
+}
+
+/// fp32 -> bf16, round to nearest, ties to even; NaN to 0x7fff. On sm_80 and later one
+/// hardware instruction (cvt.rn.bf16.f32; a pair packs into one F2FP), bitwise equal to
+/// to_bf16_nearest_soft for every float (tests/cuda/test_conversions.cu checks all 2^32).
+ALLOY_HD bf16 to_bf16_nearest(float x) {
+#if ALLOY_ON_DEVICE && __CUDA_ARCH__ >= 800
+  std::uint16_t r;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
+  return bf16{r};
+#else
+  return to_bf16_nearest_soft(x);
+#endif
 }
 
 /// fp32 -> bf16, stochastic: adds 16 random bits below the kept mantissa and truncates, so the
@@ -84,7 +99,7 @@ ALLOY_HD bf16 to_bf16_stochastic(float x, std::uint32_t random) {
   return bf16{std::uint16_t(u >> 16)};
 }
 
-// ---- fp16 (IEEE binary16), software conversions ----
+// ---- fp16 (IEEE binary16) ----
 ALLOY_HD float to_float(fp16 h) {
   const std::uint32_t sign = std::uint32_t(h.bits & 0x8000u) << 16;
   std::uint32_t exp = (h.bits >> 10) & 0x1fu;
@@ -99,12 +114,13 @@ ALLOY_HD float to_float(fp16 h) {
   return bits_float(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
-/// fp32 -> fp16, round to nearest, ties to even (overflow to inf, gradual underflow).
-ALLOY_HD fp16 to_fp16_nearest(float x) {
+/// fp32 -> fp16, round to nearest, ties to even (overflow to inf, gradual underflow), in integer
+/// operations (the host's definition; see to_bf16_nearest_soft). Every NaN becomes 0x7fff.
+ALLOY_HD fp16 to_fp16_nearest_soft(float x) {
   std::uint32_t u = float_bits(x);
   const std::uint16_t sign = std::uint16_t((u >> 16) & 0x8000u);
   u &= 0x7fffffffu;
-  if (u > 0x7f800000u) return fp16{std::uint16_t(sign | 0x7e00u)};   // nan
+  if (u > 0x7f800000u) return fp16{0x7fffu};                         // nan
   if (u >= 0x477ff000u) return fp16{std::uint16_t(sign | 0x7c00u)};  // rounds to >= 65520: inf
   if (u < 0x38800000u) {                     // below the smallest normal 2^-14: subnormal or zero
     if (u < 0x33000000u) return fp16{sign};  // below half the smallest subnormal (2^-25)
@@ -120,6 +136,18 @@ ALLOY_HD fp16 to_fp16_nearest(float x) {
   std::uint32_t v = u - 0x38000000u;  // rebias exponent 127 -> 15
   v += 0xfffu + ((v >> 13) & 1u);
   return fp16{std::uint16_t(sign | (v >> 13))};
+}
+
+/// fp32 -> fp16, round to nearest, ties to even; NaN to 0x7fff. One instruction on the device
+/// (cvt.rn.f16.f32), bitwise equal to to_fp16_nearest_soft for every float (tested).
+ALLOY_HD fp16 to_fp16_nearest(float x) {
+#if ALLOY_ON_DEVICE
+  std::uint16_t r;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x));
+  return fp16{r};
+#else
+  return to_fp16_nearest_soft(x);
+#endif
 }
 
 ALLOY_HD float to_float(float x) { return x; }

@@ -231,9 +231,12 @@ __device__ __forceinline__ const void* stage_tables(Tables& shared, const void* 
 
 /// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
 /// Block formats stage their tables in shared memory first, and run tensors below the size
-/// threshold (kSmallState) with E::Small in the same launch.
+/// threshold (kSmallState) with E::Small in the same launch. At least 512 threads per SM (at
+/// most 128 registers): left free, ptxas gave the 8-bit kernels with 16-bit parameters 144
+/// registers and AdamW with fp32 state 146 (one 256-thread block per SM), at 0.80 of copy
+/// bandwidth instead of 0.94.
 template <class E, class RuleScalars, int kThreads, int kUnroll>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 512 / kThreads)
     step_kernel(const __grid_constant__ StepParams<E, RuleScalars> prm) {
   Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset, prm.rounding_purpose,
                               prm.args};
@@ -266,10 +269,11 @@ struct SharedSpan {
   std::uint64_t block_begin;
 };
 
-/// The span holding global block gb: the last with block_begin <= gb (spans are sorted).
+/// The span holding global block gb: the last with block_begin <= gb (spans are sorted),
+/// searched in [lo, nspans), where lo is a span at or before it.
 __device__ __forceinline__ std::uint32_t span_of(const SharedSpan* spans, std::uint32_t nspans,
-                                                 std::uint64_t gb) {
-  std::uint32_t lo = 0, hi = nspans;
+                                                 std::uint64_t gb, std::uint32_t lo = 0) {
+  std::uint32_t hi = nspans;
   while (hi - lo > 1) {
     const std::uint32_t mid = (lo + hi) / 2;
     if (spans[mid].block_begin <= gb) lo = mid;
@@ -277,6 +281,62 @@ __device__ __forceinline__ std::uint32_t span_of(const SharedSpan* spans, std::u
   }
   return lo;
 }
+
+/// span_of for a grid-stride loop: gb only grows, so the span of the previous block (`lo`) is a
+/// lower bound, and usually the answer or the one before it. One cached load in the common case
+/// instead of a binary search's chain of dependent loads per block.
+__device__ __forceinline__ std::uint32_t span_after(const SharedSpan* spans, std::uint32_t nspans,
+                                                    std::uint64_t gb, std::uint32_t lo) {
+  if (lo + 1 >= nspans || spans[lo + 1].block_begin > gb) return lo;
+  if (lo + 2 >= nspans || spans[lo + 2].block_begin > gb) return lo + 1;
+  return span_of(spans, nspans, gb, lo + 2);
+}
+
+/// A hint to bring the whole 16-byte units of [ptr, ptr + bytes) into L2 ahead of their loads:
+/// one sm_90 bulk prefetch, nothing to wait for, no effect on results (a no-op before sm_90).
+__device__ __forceinline__ void prefetch_l2(const void* ptr, std::uint64_t bytes) {
+#if __CUDA_ARCH__ >= 900
+  const std::uint64_t a = reinterpret_cast<std::uintptr_t>(ptr);
+  const std::uint64_t lo = (a + 15) & ~std::uint64_t(15), hi = (a + bytes) & ~std::uint64_t(15);
+  if (hi > lo)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(lo), "r"(unsigned(hi - lo))
+                 : "memory");
+#else
+  (void)ptr;
+  (void)bytes;
+#endif
+}
+
+/// The one-pass kernel's look-ahead: lane 0 prefetches into L2 the gradients of global block gb
+/// (the block this thread block takes next), and with `All` its parameters and first moments,
+/// so that their loads, one reduction later, hit L2 while the memory system stays busy through
+/// the reduction.
+template <class Stored, bool All>
+__device__ __forceinline__ void prefetch_shared_block(const TensorEntry* entries,
+                                                      const SharedSpan* spans, std::uint32_t nspans,
+                                                      std::uint64_t gb, std::uint32_t lo) {
+  lo = span_after(spans, nspans, gb, lo);
+  const TensorEntry& e = entries[spans[lo].tensor];
+  const std::uint64_t n = e.share_block, first = (gb - spans[lo].block_begin) * n;
+  const std::uint64_t gs = dtype_size(DType(e.grad_dtype));
+  prefetch_l2(static_cast<const char*>(e.grad) + first * gs, n * gs);
+  if constexpr (All) {
+    const std::uint64_t ps = dtype_size(DType(e.param_dtype));
+    prefetch_l2(static_cast<const char*>(e.param) + first * ps, n * ps);
+    prefetch_l2(static_cast<const char*>(e.state[0]) + first * sizeof(Stored), n * sizeof(Stored));
+  }
+}
+
+/// Which one-pass launches prefetch (measured on H100, llama1b, bench/results/onepass_h100.txt):
+/// those with 16-bit parameters, latency-bound between their reductions (Bf16 m: 0.82 -> 0.87
+/// of copy bandwidth with the gradients prefetched; Int8 m: 0.63 -> 0.70 with everything);
+/// with fp32 parameters the launches already stream near the copy rate, and prefetching cost
+/// them 5-15%. ALLOY_ONE_PASS_PREFETCH=0 turns it off.
+#ifndef ALLOY_ONE_PASS_PREFETCH
+#define ALLOY_ONE_PASS_PREFETCH 1
+#endif
+template <class E>
+inline constexpr bool kOnePassPrefetch = ALLOY_ONE_PASS_PREFETCH && sizeof(typename E::Param) == 2;
 
 template <class GT>
 __device__ __forceinline__ float sum_sq_lane(const GT* g, std::uint64_t n, unsigned lane) {
@@ -294,6 +354,25 @@ __device__ __forceinline__ float sum_sq_lane(const GT* g, std::uint64_t n, unsig
   return acc;
 }
 
+/// share::block_mean_sq's tree over the 256 lanes' sums x: each warp's 32 by shuffles
+/// (x + shfl_down(x, h) is the host's a[l] + a[l + h] for the lanes l < h that go on), then the
+/// 8 warp totals within warp 0. One barrier; `part` holds 8 floats of shared memory that no
+/// thread may touch until the next barrier. The sum is valid in thread 0.
+__device__ __forceinline__ float block_tree_sum(float x, float* part) {
+  static_assert(share::kSumLanes == 8 * share::kSumWarp);
+#pragma unroll
+  for (int h = share::kSumWarp / 2; h >= 1; h /= 2)
+    x = fp::add(x, __shfl_down_sync(0xffffffffu, x, h));
+  if (threadIdx.x % share::kSumWarp == 0) part[threadIdx.x / share::kSumWarp] = x;
+  __syncthreads();
+  if (threadIdx.x < share::kSumWarp) {
+    x = threadIdx.x < 8 ? part[threadIdx.x] : 0.f;
+#pragma unroll
+    for (int h = 4; h >= 1; h /= 2) x = fp::add(x, __shfl_down_sync(0xffffffffu, x, h));
+  }
+  return x;
+}
+
 /// share::PerBlock statistics pass: one thread block per sharing block (grid-stride), the block's
 /// mean of g^2 in share::block_mean_sq's order (lanes, then the same tree), then
 /// v_b <- Rule::second_moment(v_b, mean). Bitwise equal to the host executor's.
@@ -301,10 +380,11 @@ template <class Rule>
 __global__ void __launch_bounds__(share::kSumLanes)
     shared_stats_kernel(const TensorEntry* entries, const SharedSpan* spans, std::uint32_t nspans,
                         std::uint64_t total, const typename Rule::Scalars* scalars) {
-  __shared__ float part[share::kSumLanes];
+  __shared__ float part[2 * 8];
   const unsigned lane = threadIdx.x;
+  std::uint32_t lo = 0, iter = 0;
   for (std::uint64_t gb = blockIdx.x; gb < total; gb += gridDim.x) {
-    const std::uint32_t lo = span_of(spans, nspans, gb);
+    lo = span_after(spans, nspans, gb, lo);
     const TensorEntry& e = entries[spans[lo].tensor];
     const std::uint64_t b = gb - spans[lo].block_begin, n = e.share_block;
     const std::uint64_t base = b * n;
@@ -314,18 +394,14 @@ __global__ void __launch_bounds__(share::kSumLanes)
     else if (e.grad_dtype == std::uint8_t(DType::bf16))
       acc = sum_sq_lane(static_cast<const bf16*>(e.grad) + base, n, lane);
     else acc = sum_sq_lane(static_cast<const fp16*>(e.grad) + base, n, lane);
-    part[lane] = acc;
-    __syncthreads();
-    for (unsigned h = share::kSumLanes / 2; h >= 1; h /= 2) {
-      if (lane < h) part[lane] = fp::add(part[lane], part[lane + h]);
-      __syncthreads();
-    }
+    // part[] alternates between two halves: a block's tree never meets the previous one's
+    // readers (they finished before this block's barrier).
+    const float sum = block_tree_sum(acc, part + 8 * (iter++ & 1));
     if (lane == 0) {
       float* v = static_cast<float*>(e.state[1]);
-      const float mean = float(__ddiv_rn(double(part[0]), double(n)));
+      const float mean = float(__ddiv_rn(double(sum), double(n)));
       v[b] = Rule::second_moment(scalars[spans[lo].tensor], v[b], mean);
     }
-    __syncthreads();  // part[] is reused by the next block
   }
 }
 
@@ -333,9 +409,8 @@ __global__ void __launch_bounds__(share::kSumLanes)
 /// at most K * kSumLanes * kSumRun = K * 2048 elements (grid-stride over spans' blocks). Lane l
 /// loads the runs of 8 elements starting at 8 l + 2048 k, k < K (p, g and the first moment, as
 /// tiles of SharedStep), sums their g^2 in increasing index, and the lanes combine by
-/// share::block_mean_sq's tree (the levels of 128, 64 and 32 through shared memory, the rest
-/// within warp 0: x + shfl_down(x, h) is the same add); lane 0 advances v_b, and every lane
-/// updates its run with it. Bitwise the two-pass path's result: the same sums in the same order.
+/// share::block_mean_sq's tree (block_tree_sum: warps by shuffles, then warp 0); lane 0 advances
+/// v_b, and every lane updates its run with it. Lane 0 also prefetches the next block into L2. Bitwise the two-pass path's result: the same sums in the same order.
 /// Block formats need blocks of whole quantization blocks (a warp's 256 elements are one).
 template <class E, class Rule, int K>
 __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 128 registers
@@ -347,22 +422,27 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
   constexpr int N = share::kSumRun;
   constexpr std::uint64_t kRunStride = std::uint64_t(share::kSumLanes) * N;  // 2048
   using Tile = typename E::template Tile<N>;
-  __shared__ float part[share::kSumLanes];
+  __shared__ float part[2 * 8];
   Pass<typename E::Args> pass{seed, *global_step, rounding_purpose, {}, format_tables};
   if constexpr (kBlockKind<E>) {
     __shared__ typename E::State::Tables tables;
     pass.tables = stage_tables<share::kSumLanes>(tables, format_tables);
   }
-  __shared__ float v_new;
+  __shared__ float v_new[2];
   const unsigned lane = threadIdx.x;
+  std::uint32_t lo = 0, iter = 0;
   for (std::uint64_t gb = blockIdx.x; gb < total; gb += gridDim.x) {
-    const std::uint32_t lo = span_of(spans, nspans, gb);
+    lo = span_after(spans, nspans, gb, lo);
     const TensorEntry t = entries[spans[lo].tensor];
     const typename Rule::Scalars s = scalars[spans[lo].tensor];
     const std::uint64_t b = gb - spans[lo].block_begin, n = t.share_block, base = b * n;
     const bool vp = (t.flags & kParamAligned16) && (t.flags & kGradAligned16) && base % N == 0;
     float* v = static_cast<float*>(t.state[1]);
     const float v_old = lane == 0 ? v[b] : 0.f;  // read early: its latency hides behind the loads
+    if constexpr (kOnePassPrefetch<E>)
+      if (lane == 0 && gb + gridDim.x < total)
+        prefetch_shared_block<typename E::State::Stored, kBlockKind<E>>(entries, spans, nspans,
+                                                                        gb + gridDim.x, lo);
     // One run (K = 1): the whole tile is loaded before the reduction. Several runs: only the
     // gradients (K x 8 values per lane across the reduction instead of K x 8 x (2 + moments),
     // which held large blocks to one thread block per SM); parameters and moments are read
@@ -383,6 +463,9 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
           else tile[k].template load_grad<false>(t, base + off, valid[k]);
         }
       }
+    }
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
 #pragma unroll
       for (int j = 0; j < N; ++j)
         if (j < valid[k]) {
@@ -390,28 +473,21 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
           acc = fp::add(acc, fp::mul(x, x));
         }
     }
-    part[lane] = acc;
-    __syncthreads();
-#pragma unroll
-    for (unsigned h = share::kSumLanes / 2; h >= 32; h /= 2) {
-      if (lane < h) part[lane] = fp::add(part[lane], part[lane + h]);
-      __syncthreads();
-    }
-    if (lane < 32) {
-      float x = part[lane];
-#pragma unroll
-      for (int h = 16; h >= 1; h /= 2) x = fp::add(x, __shfl_down_sync(0xffffffffu, x, h));
-      if (lane == 0) {
-        const float mean = float(__ddiv_rn(double(x), double(n)));
-        const float nv = Rule::second_moment(s, v_old, mean);
-        v[b] = nv;
-        v_new = nv;
-      }
+    // part[] and v_new[] alternate between two halves, so no barrier is needed between blocks:
+    // a half is rewritten two blocks later, after every lane has passed a barrier that follows
+    // its last read.
+    const unsigned half = iter++ & 1;
+    const float sum = block_tree_sum(acc, part + 8 * half);
+    if (lane == 0) {
+      const float mean = float(__ddiv_rn(double(sum), double(n)));
+      const float nv = Rule::second_moment(s, v_old, mean);
+      v[b] = nv;
+      v_new[half] = nv;
     }
     __syncthreads();  // v_new is written before any lane reads it
     float vb[N];
 #pragma unroll
-    for (int j = 0; j < N; ++j) vb[j] = v_new;
+    for (int j = 0; j < N; ++j) vb[j] = v_new[half];
     // Lanes past the block's end skip the update: with a block format, whole warps (blocks are
     // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
 #pragma unroll
@@ -429,7 +505,6 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
         }
       }
     }
-    __syncthreads();  // part[] and v_new are reused by the next block
   }
 }
 

@@ -28,10 +28,13 @@ struct PerBlock {
 
 /// The fixed summation order of a block's sum of squares, the same on every executor (DESIGN's
 /// numerics contract): 256 lanes; lane l accumulates, in increasing index, the elements i with
-/// (i / 8) % 256 == l (fp32 adds of fp32 squares); then lanes combine by a tree,
-/// a[l] += a[l + h] for h = 128, 64, ..., 1. Returns the mean, sum / n, rounded from double.
+/// (i / 8) % 256 == l (fp32 adds of fp32 squares). Then a tree of two levels, shaped as the GPU
+/// reduces without shared-memory round trips: within each warp w of 32 lanes,
+/// a[32w + l] += a[32w + l + h] for h = 16, 8, ..., 1; then the 8 warp totals t[w] = a[32w],
+/// t[w] += t[w + h] for h = 4, 2, 1. Returns the mean, sum / n, rounded from double.
 inline constexpr int kSumLanes = 256;
 inline constexpr int kSumRun = 8;
+inline constexpr int kSumWarp = 32;
 
 template <class Load>
 float block_mean_sq(std::uint64_t n, Load&& load) {
@@ -41,9 +44,16 @@ float block_mean_sq(std::uint64_t n, Load&& load) {
     float& acc = a[(i / kSumRun) % kSumLanes];
     acc = fp::add(acc, fp::mul(g, g));
   }
-  for (int h = kSumLanes / 2; h >= 1; h /= 2)
-    for (int l = 0; l < h; ++l) a[l] = fp::add(a[l], a[l + h]);
-  return float(double(a[0]) / double(n));
+  float t[kSumLanes / kSumWarp];
+  for (int w = 0; w < kSumLanes / kSumWarp; ++w) {
+    float* x = a + w * kSumWarp;
+    for (int h = kSumWarp / 2; h >= 1; h /= 2)
+      for (int l = 0; l < h; ++l) x[l] = fp::add(x[l], x[l + h]);
+    t[w] = x[0];
+  }
+  for (int h = kSumLanes / kSumWarp / 2; h >= 1; h /= 2)
+    for (int w = 0; w < h; ++w) t[w] = fp::add(t[w], t[w + h]);
+  return float(double(t[0]) / double(n));
 }
 
 }  // namespace share
