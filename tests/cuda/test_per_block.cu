@@ -3,15 +3,25 @@
 // whole tensors of a million elements, every dtype pair, grid sizes, misaligned tensors.
 #include "twins.hpp"
 
+#include <array>
+
 namespace {
 // Blocks dividing kMixed = {1, 3, 4095, 4097, 70001, 8, 256, 1000003}: single elements, small
 // rows, whole tensors (70001 and 1000003 are prime) larger than one statistics sweep (2048).
 const std::vector<std::uint64_t> kBlocks = {1, 3, 45, 17, 70001, 2, 64, 1000003};
 
+/// Sharing blocks per one-pass class of the CUDA twin (K = 1, K = 4, cluster) and its cluster
+/// size; expected values are checked where given.
+struct OnePassCounts {
+  std::array<std::uint64_t, 4> want;
+  bool check = false;
+};
+
 template <class Format>
 void per_block_equals_host(unsigned grid, bool one_pass = false,
                            const std::vector<std::uint64_t>& sizes = kMixed,
-                           const std::vector<std::uint64_t>& blocks = kBlocks) {
+                           const std::vector<std::uint64_t>& blocks = kBlocks,
+                           OnePassCounts counts = {}) {
   const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
   for (const auto& dc : kDtypeCases) {
     Options o;
@@ -25,6 +35,7 @@ void per_block_equals_host(unsigned grid, bool one_pass = false,
                                                                  {0, 2}, false, 5, blocks);
     for (int s = 0; s < 8; ++s) tw.step(1e-2);
     tw.check_equal();
+    if (counts.check) CHECK(tw.cuda->backend().one_pass_blocks() == counts.want);
   }
 }
 }  // namespace
@@ -44,7 +55,7 @@ TEST_CASE("PerBlock (CUDA): the one-pass path equals the host executor bit for b
   per_block_equals_host<alloy::state::Bf16<>>(0, true);
   per_block_equals_host<alloy::state::Fp32>(3, true);
   // Blocks of 2049..8193 elements: four runs per lane, the last ones partial or empty; 8193 is
-  // one past the one-pass limit.
+  // one past one thread block's limit (a cluster of 2 takes it).
   const std::vector<std::uint64_t> sizes = {15000, 16384, 2049, 2048, 8193, 6000};
   const std::vector<std::uint64_t> blocks = {5000, 8192, 2049, 2048, 8193, 3000};
   per_block_equals_host<alloy::state::Fp32>(0, true, sizes, blocks);
@@ -54,4 +65,22 @@ TEST_CASE("PerBlock (CUDA): the one-pass path equals the host executor bit for b
   per_block_equals_host<alloy::state::Int8Blockwise<>>(
       0, true, {4096, 65536, 6144, 70001, 10240, 300, 65536, 24576},
       {256, 2048, 1024, 70001, 512, 3, 8192, 6144});
+}
+
+TEST_CASE("PerBlock (CUDA): blocks of 2 to 16 segments take one cluster, bit for bit the host's") {
+  // Segments of 8192 elements: 131,072 = 16 (llama1b's query/key heads), 8193 = 2 (one element
+  // in the second), 70001 = 9 (the last partial), 24576 = 3, 20480 = 3 (the last half full). A
+  // launch's cluster holds its largest block's segments (16 here); blocks of fewer segments
+  // leave the rest of the cluster idle. 1,000,003 (123 segments) stays on the two-pass path.
+  const std::vector<std::uint64_t> sizes = {262144, 16386, 70001, 73728, 40960, 1000003, 4096};
+  const std::vector<std::uint64_t> blocks = {131072, 8193, 70001, 24576, 20480, 1000003, 2048};
+  const OnePassCounts all{{2, 0, 2 + 2 + 1 + 3 + 2, 16}, true};
+  per_block_equals_host<alloy::state::Fp32>(0, true, sizes, blocks, all);
+  per_block_equals_host<alloy::state::Bf16<>>(0, true, sizes, blocks, all);
+  // 8-bit first moments: blocks of whole quantization blocks only (8193 and 70001: two passes).
+  per_block_equals_host<alloy::state::Int8Blockwise<>>(0, true, sizes, blocks,
+                                                       {{2, 0, 2 + 3 + 2, 16}, true});
+  // Only small clusters: 2 and 4 segments, a cluster of 4.
+  per_block_equals_host<alloy::state::Fp32>(0, true, {32768, 65536}, {16384, 32768},
+                                            {{0, 0, 2 + 2, 4}, true});
 }

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -374,7 +375,7 @@ __device__ __forceinline__ float block_tree_sum(float x, float* part) {
 }
 
 /// share::PerBlock statistics pass: one thread block per sharing block (grid-stride), the block's
-/// mean of g^2 in share::block_mean_sq's order (lanes, then the same tree), then
+/// mean of g^2 in share::block_mean_sq's order (segments: lanes, the same tree), then
 /// v_b <- Rule::second_moment(v_b, mean). Bitwise equal to the host executor's.
 template <class Rule>
 __global__ void __launch_bounds__(share::kSumLanes)
@@ -388,15 +389,23 @@ __global__ void __launch_bounds__(share::kSumLanes)
     const TensorEntry& e = entries[spans[lo].tensor];
     const std::uint64_t b = gb - spans[lo].block_begin, n = e.share_block;
     const std::uint64_t base = b * n;
-    float acc = 0.f;
-    if (e.grad_dtype == std::uint8_t(DType::f32))
-      acc = sum_sq_lane(static_cast<const float*>(e.grad) + base, n, lane);
-    else if (e.grad_dtype == std::uint8_t(DType::bf16))
-      acc = sum_sq_lane(static_cast<const bf16*>(e.grad) + base, n, lane);
-    else acc = sum_sq_lane(static_cast<const fp16*>(e.grad) + base, n, lane);
-    // part[] alternates between two halves: a block's tree never meets the previous one's
-    // readers (they finished before this block's barrier).
-    const float sum = block_tree_sum(acc, part + 8 * (iter++ & 1));
+    // Segment by segment (share::block_mean_sq): lanes, the tree, and thread 0 adds the
+    // segments' sums in order.
+    float sum = 0.f;
+    for (std::uint64_t first = 0; first < n; first += share::kSumSegment) {
+      const std::uint64_t count =
+          n - first < share::kSumSegment ? n - first : std::uint64_t(share::kSumSegment);
+      float acc = 0.f;
+      if (e.grad_dtype == std::uint8_t(DType::f32))
+        acc = sum_sq_lane(static_cast<const float*>(e.grad) + base + first, count, lane);
+      else if (e.grad_dtype == std::uint8_t(DType::bf16))
+        acc = sum_sq_lane(static_cast<const bf16*>(e.grad) + base + first, count, lane);
+      else acc = sum_sq_lane(static_cast<const fp16*>(e.grad) + base + first, count, lane);
+      // part[] alternates between two halves: a tree never meets the previous one's readers
+      // (they finished before this tree's barrier).
+      const float seg = block_tree_sum(acc, part + 8 * (iter++ & 1));
+      sum = first == 0 ? seg : fp::add(sum, seg);
+    }
     if (lane == 0) {
       float* v = static_cast<float*>(e.state[1]);
       const float mean = float(__ddiv_rn(double(sum), double(n)));
@@ -508,6 +517,142 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
   }
 }
 
+#if __CUDA_ARCH__ >= 900
+/// The few thread-block cluster operations the cluster kernel uses, in PTX (sm_90): not through
+/// cooperative_groups, whose header brings a namespace ::cuda that collides with alloy::cuda for
+/// code that says `using namespace alloy`.
+namespace cluster {
+__device__ __forceinline__ unsigned rank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ unsigned size() {
+  unsigned n;
+  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
+  return n;
+}
+/// Every thread of every block of the cluster arrives; shared-memory writes before it are
+/// visible to reads after it, in any block of the cluster.
+__device__ __forceinline__ void sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::
+                   : "memory");
+}
+/// The float at the address of `local` in the shared memory of block `r` of the cluster.
+__device__ __forceinline__ float load(const float* local, unsigned r) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(local));
+  unsigned remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(a), "r"(r));
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+  return v;
+}
+}  // namespace cluster
+#endif
+
+/// share::PerBlock in one pass for blocks of 2 to 16 segments (8193 to 131,072 elements, such as
+/// llama1b's query/key heads): one thread-block cluster per sharing block (grid-stride over
+/// clusters), thread block r of the cluster takes segment r (the lanes and runs of the K = 4
+/// one-pass kernel: gradients held across the reduction, parameters and moments read after
+/// it), sums it in share::block_mean_sq's order and publishes the sum in its shared memory; after
+/// a cluster barrier thread 0 of every block reads the segments' sums through distributed
+/// shared memory and adds them in order (each computes the same v_b; block 0 stores it), and
+/// every block updates its segment. Bitwise the host's and the two-pass path's result. Thread
+/// blocks past a block's last segment only join the barriers. sm_90 and later.
+template <class E, class Rule>
+__global__ void __launch_bounds__(share::kSumLanes, 2)
+    shared_cluster_kernel(const TensorEntry* entries, const SharedSpan* spans, std::uint32_t nspans,
+                          std::uint64_t total, const typename Rule::Scalars* scalars,
+                          const std::uint32_t* global_step, std::uint64_t seed,
+                          std::uint8_t rounding_purpose, const void* format_tables) {
+#if __CUDA_ARCH__ >= 900
+  constexpr int N = share::kSumRun, K = int(share::kSumSegment / (share::kSumLanes * N));  // 4
+  constexpr std::uint64_t kRunStride = std::uint64_t(share::kSumLanes) * N;               // 2048
+  using Tile = typename E::template Tile<N>;
+  const unsigned rank = cluster::rank(), size = cluster::size();
+  __shared__ float part[2 * 8];
+  __shared__ float seg_sum[2];
+  __shared__ float v_new[2];
+  Pass<typename E::Args> pass{seed, *global_step, rounding_purpose, {}, format_tables};
+  if constexpr (kBlockKind<E>) {
+    __shared__ typename E::State::Tables tables;
+    pass.tables = stage_tables<share::kSumLanes>(tables, format_tables);
+  }
+  const unsigned lane = threadIdx.x;
+  std::uint32_t lo = 0, iter = 0;
+  for (std::uint64_t gb = blockIdx.x / size; gb < total; gb += gridDim.x / size) {
+    lo = span_after(spans, nspans, gb, lo);
+    const TensorEntry t = entries[spans[lo].tensor];
+    const typename Rule::Scalars s = scalars[spans[lo].tensor];
+    const std::uint64_t b = gb - spans[lo].block_begin, n = t.share_block, base = b * n;
+    const std::uint64_t seg = base + std::uint64_t(rank) * share::kSumSegment;
+    const bool vp = (t.flags & kParamAligned16) && (t.flags & kGradAligned16) && seg % N == 0;
+    float* v = static_cast<float*>(t.state[1]);
+    // Read before the cluster barrier; block 0 writes the new value only after it.
+    const float v_old = lane == 0 ? v[b] : 0.f;
+    Tile tile[K];
+    int valid[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const std::uint64_t off = std::uint64_t(rank) * share::kSumSegment +
+                                std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
+      valid[k] = off >= n ? 0 : n - off >= N ? N : int(n - off);
+      if (valid[k] > 0) {
+        if (vp) tile[k].template load_grad<true>(t, base + off, valid[k]);
+        else tile[k].template load_grad<false>(t, base + off, valid[k]);
+      }
+    }
+    float acc = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+#pragma unroll
+      for (int j = 0; j < N; ++j)
+        if (j < valid[k]) {
+          const float x = to_float(tile[k].g[j]);
+          acc = fp::add(acc, fp::mul(x, x));
+        }
+    // Halves alternate (part, seg_sum, v_new): a half is rewritten two blocks later, after a
+    // barrier that every reader passed after its read.
+    const unsigned half = iter++ & 1;
+    const float mine = block_tree_sum(acc, part + 8 * half);
+    if (lane == 0) seg_sum[half] = mine;
+    cluster::sync();
+    if (lane == 0) {
+      const unsigned segments = unsigned((n + share::kSumSegment - 1) / share::kSumSegment);
+      float sum = cluster::load(&seg_sum[half], 0);
+      for (unsigned r = 1; r < segments; ++r) sum = fp::add(sum, cluster::load(&seg_sum[half], r));
+      const float mean = float(__ddiv_rn(double(sum), double(n)));
+      const float nv = Rule::second_moment(s, v_old, mean);
+      if (rank == 0) v[b] = nv;
+      v_new[half] = nv;
+    }
+    __syncthreads();  // v_new is written before any lane reads it
+    float vb[N];
+#pragma unroll
+    for (int j = 0; j < N; ++j) vb[j] = v_new[half];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const std::uint64_t i0 = seg + std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
+      if (valid[k] > 0) {
+        if (vp) {
+          tile[k].template load_rest<true, true>(t, i0, valid[k]);
+          tile[k].template update_store_given<true, true, LaneGroup<32>>(t, i0, s, pass, vb,
+                                                                         valid[k]);
+        } else {
+          tile[k].template load_rest<false, false>(t, i0, valid[k]);
+          tile[k].template update_store_given<false, false, LaneGroup<32>>(t, i0, s, pass, vb,
+                                                                           valid[k]);
+        }
+      }
+    }
+  }
+  cluster::sync();  // no block leaves while another may still read its seg_sum
+#else
+  (void)entries, (void)spans, (void)nspans, (void)total, (void)scalars, (void)global_step,
+      (void)seed, (void)rounding_purpose, (void)format_tables;
+#endif
+}
+
 /// Advances the step count of every active tensor and computes its scalars for this step from
 /// its group's hyperparameters (device memory, so a captured graph sees changed values).
 template <class Rule>
@@ -550,17 +695,65 @@ class Cuda::Backend {
 
   /// share::PerBlock, one-pass path: the runs of 8 elements per lane (K) with which one thread
   /// block reduces and updates a tensor's sharing blocks in one pass: 1 for blocks of at most
-  /// 2048 elements, 4 for at most 8192; -1 (the two-pass path) for larger blocks, and for block
-  /// formats unless blocks are whole quantization blocks of a tensor above the size threshold.
+  /// 2048 elements, 4 for at most 8192 (one segment); class 2, one thread-block cluster per
+  /// block, for 2 to kMaxClusterSegments segments where the device runs clusters; -1 (the
+  /// two-pass path) for larger blocks, and for block formats unless blocks are whole
+  /// quantization blocks of a tensor above the size threshold.
   static constexpr int kOnePassRuns[2] = {1, 4};
-  int one_pass_class(const TensorEntry& e) const {  // index into kOnePassRuns, or -1
+  static constexpr unsigned kMaxClusterSegments = 16;
+  int one_pass_class(const TensorEntry& e) const {  // 0, 1 (kOnePassRuns), 2 (cluster), or -1
     constexpr std::uint64_t run = std::uint64_t(share::kSumLanes) * share::kSumRun;
-    if (!one_pass_ || !e.share_block || e.share_block > run * kOnePassRuns[1]) return -1;
+    if (!one_pass_ || !e.share_block) return -1;
+    const bool cluster = e.share_block > run * kOnePassRuns[1];
+    if (cluster && !(cluster_ && e.share_block <= kMaxClusterSegments * share::kSumSegment))
+      return -1;
     if constexpr (!Format::kElementwise)
       if ((e.flags & kSmallState) || e.share_block % Format::kBlock) return -1;
-    return e.share_block <= run * kOnePassRuns[0] ? 0 : 1;
+    return cluster ? 2 : e.share_block <= run * kOnePassRuns[0] ? 0 : 1;
   }
   bool one_pass(const TensorEntry& e) const { return one_pass_class(e) >= 0; }
+
+  /// Clusters of `size` thread blocks of the cluster kernel for E that the device runs at once
+  /// (0: none fit).
+  template <class E>
+  static int max_clusters(unsigned size) {
+    const auto kernel = shared_cluster_kernel<E, Rule>;
+    ALLOY_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    cudaLaunchAttribute at{};
+    at.id = cudaLaunchAttributeClusterDimension;
+    at.val.clusterDim.x = size;
+    at.val.clusterDim.y = 1;
+    at.val.clusterDim.z = 1;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(size);
+    cfg.blockDim = dim3(share::kSumLanes);
+    cfg.attrs = &at;
+    cfg.numAttrs = 1;
+    int n = 0;
+    ALLOY_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel, &cfg));
+    return n;
+  }
+  /// Whether blocks of 2..kMaxClusterSegments segments can take the cluster kernel: sm_90 or
+  /// later, cluster launches supported, and a cluster of the largest size fits for every dtype
+  /// pair present.
+  bool clusters_available(const std::vector<TensorEntry>& entries) const {
+    if constexpr (!Share::kSharesSecondMoment) {
+      return false;
+    } else {
+      int major = 0, launch = 0;
+      ALLOY_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
+      ALLOY_CUDA_CHECK(cudaDeviceGetAttribute(&launch, cudaDevAttrClusterLaunch, device_));
+      if (major < 9 || !launch) return false;
+      bool ok = true;
+      for (const auto& [p, g] : dtype_pairs(entries))
+        dispatch_dtypes(p, g, rounding_, [&]<class PT, class GT, Rounding PR>() {
+          using E = typename SharedKind<Rule, Format>::template type<PT, GT, PR>;
+          ok = ok && max_clusters<E>(kMaxClusterSegments) > 0;
+        });
+      return ok;
+    }
+  }
 
   /// The pointer must be device (or managed) memory of the view's device.
   static void check_view(const TensorView& v, const std::string& what) {
@@ -591,6 +784,7 @@ class Cuda::Backend {
     ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
     int sms = 0;
     ALLOY_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_));
+    cluster_ = one_pass_ && clusters_available(entries);
 
     Tables next;
     const Device dev = Device::cuda(device_);
@@ -648,7 +842,8 @@ class Cuda::Backend {
         l.blocks = blocks_override_ ? blocks_override_ : unsigned(std::max(1, per_sm) * sms);
       });
       std::vector<std::uint32_t> members;
-      std::vector<SharedSpan> one_pass_spans[2];
+      std::vector<SharedSpan> one_pass_spans[3];
+      std::uint64_t segments = 0;  // the most of any cluster-class block
       for (std::uint32_t t = 0; t < entries.size(); ++t)
         if ((entries[t].flags & kTensorActive) && entries[t].param_dtype == std::uint8_t(p) &&
             entries[t].grad_dtype == std::uint8_t(g)) {
@@ -659,10 +854,24 @@ class Cuda::Backend {
           }
           one_pass_spans[c].push_back(SharedSpan{t, 0, l.one_pass[c].total});
           l.one_pass[c].total += entries[t].numel / entries[t].share_block;
+          if (c == 2)
+            segments = std::max(segments, (entries[t].share_block + share::kSumSegment - 1) /
+                                              share::kSumSegment);
         }
-      for (int c = 0; c < 2; ++c) {
+      for (int c = 0; c < 3; ++c) {
         l.one_pass[c].count = std::uint32_t(one_pass_spans[c].size());
         if (l.one_pass[c].count) l.one_pass[c].spans = upload(one_pass_spans[c], dev);
+      }
+      if constexpr (Share::kSharesSecondMoment) {
+        if (OnePass& op = l.one_pass[2]; op.total) {
+          op.cluster = 2;  // the smallest power of two that holds every block's segments
+          while (op.cluster < segments) op.cluster *= 2;
+          dispatch_dtypes(p, g, rounding_, [&]<class PT, class GT, Rounding PR>() {
+            using E = typename SharedKind<Rule, Format>::template type<PT, GT, PR>;
+            op.clusters = unsigned(std::min<std::uint64_t>(
+                op.total, std::uint64_t(std::max(1, max_clusters<E>(op.cluster)))));
+          });
+        }
       }
       const GroupPlan plan = plan_group(entries, members, p, g, l.blocks);
       l.chunks = upload(plan.chunks, dev);
@@ -766,6 +975,25 @@ class Cuda::Backend {
           };
           one_pass_launch.template operator()<kOnePassRuns[0]>(l.one_pass[0]);
           one_pass_launch.template operator()<kOnePassRuns[1]>(l.one_pass[1]);
+          if (const OnePass& op = l.one_pass[2]; op.total) {
+            cudaLaunchAttribute at{};
+            at.id = cudaLaunchAttributeClusterDimension;
+            at.val.clusterDim.x = op.cluster;
+            at.val.clusterDim.y = 1;
+            at.val.clusterDim.z = 1;
+            cudaLaunchConfig_t cfg{};
+            cfg.gridDim = dim3(op.cluster * op.clusters);
+            cfg.blockDim = dim3(share::kSumLanes);
+            cfg.stream = stream;
+            cfg.attrs = &at;
+            cfg.numAttrs = 1;
+            ALLOY_CUDA_CHECK(cudaLaunchKernelEx(
+                &cfg, shared_cluster_kernel<E, Rule>, tables_.entries.template as<TensorEntry>(),
+                op.spans.template as<SharedSpan>(), op.count, op.total,
+                tables_.scalars.template as<Scalars>(),
+                tables_.global_step.template as<std::uint32_t>(), seed_, rounding_purpose,
+                tables_.format_tables.get()));
+          }
         }
       });
   }
@@ -802,6 +1030,17 @@ class Cuda::Backend {
     for (const auto& l : tables_.launches) b += l.chunks.bytes() + l.worker_begin.bytes();
     return b;
   }
+  /// share::PerBlock: sharing blocks per one-pass class over all launch groups (K = 1, K = 4,
+  /// cluster), and the cluster size of the last group with cluster blocks (for tests).
+  std::array<std::uint64_t, 4> one_pass_blocks() const {
+    std::array<std::uint64_t, 4> n{};
+    for (const auto& l : tables_.launches)
+      for (int c = 0; c < 3; ++c) {
+        n[c] += l.one_pass[c].total;
+        if (c == 2 && l.one_pass[c].total) n[3] = l.one_pass[c].cluster;
+      }
+    return n;
+  }
   /// Blocks of each launch group (for tests and tuning).
   std::vector<unsigned> grid_sizes() const {
     std::vector<unsigned> g;
@@ -815,12 +1054,14 @@ class Cuda::Backend {
     detail::Buffer spans;
     std::uint32_t count = 0;
     std::uint64_t total = 0;  // sharing blocks
+    unsigned cluster = 0;     // class 2: thread blocks per cluster
+    unsigned clusters = 0;    // class 2: clusters in the grid
   };
   struct Launch {
     DType param, grad;
     unsigned blocks = 0;
     detail::Buffer chunks, worker_begin;
-    OnePass one_pass[2];  // share::PerBlock's one-pass tensors by kOnePassRuns (not in chunks)
+    OnePass one_pass[3];  // share::PerBlock's one-pass tensors: kOnePassRuns, cluster (not in chunks)
   };
   /// The kernel that sizes the grid: the rule's update of this gradient source.
   using PrimaryKind = typename Grad::template UpdateKind<Rule, Format>;
@@ -860,6 +1101,7 @@ class Cuda::Backend {
   Rounding rounding_;
   unsigned blocks_override_;
   bool one_pass_;
+  bool cluster_ = false;  // share::PerBlock: blocks of 2..16 segments take clusters (rebuild)
   std::shared_ptr<Allocator> alloc_;
   int device_ = 0;
   int sms_ = 1;

@@ -27,20 +27,25 @@ struct PerBlock {
 };
 
 /// The fixed summation order of a block's sum of squares, the same on every executor (DESIGN's
-/// numerics contract): 256 lanes; lane l accumulates, in increasing index, the elements i with
-/// (i / 8) % 256 == l (fp32 adds of fp32 squares). Then a tree of two levels, shaped as the GPU
+/// numerics contract). A block is cut into segments of 8192 elements (the last may be shorter).
+/// In a segment, 256 lanes; lane l accumulates, in increasing index, the elements i with
+/// (i / 8) % 256 == l (fp32 adds of fp32 squares); then a tree of two levels, shaped as the GPU
 /// reduces without shared-memory round trips: within each warp w of 32 lanes,
 /// a[32w + l] += a[32w + l + h] for h = 16, 8, ..., 1; then the 8 warp totals t[w] = a[32w],
-/// t[w] += t[w + h] for h = 4, 2, 1. Returns the mean, sum / n, rounded from double.
+/// t[w] += t[w + h] for h = 4, 2, 1. The segments' sums are added in increasing order (the GPU
+/// reduces a segment per thread block, and a block of up to 16 segments in one thread-block
+/// cluster). Returns the mean, sum / n, rounded from double.
 inline constexpr int kSumLanes = 256;
 inline constexpr int kSumRun = 8;
 inline constexpr int kSumWarp = 32;
+inline constexpr std::uint64_t kSumSegment = 8192;
 
+/// The sum of squares of one segment (at most kSumSegment elements) in the order above.
 template <class Load>
-float block_mean_sq(std::uint64_t n, Load&& load) {
+float segment_sum_sq(std::uint64_t first, std::uint64_t count, Load&& load) {
   float a[kSumLanes] = {};
-  for (std::uint64_t i = 0; i < n; ++i) {
-    const float g = load(i);
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const float g = load(first + i);
     float& acc = a[(i / kSumRun) % kSumLanes];
     acc = fp::add(acc, fp::mul(g, g));
   }
@@ -53,7 +58,17 @@ float block_mean_sq(std::uint64_t n, Load&& load) {
   }
   for (int h = kSumLanes / kSumWarp / 2; h >= 1; h /= 2)
     for (int w = 0; w < h; ++w) t[w] = fp::add(t[w], t[w + h]);
-  return float(double(t[0]) / double(n));
+  return t[0];
+}
+
+template <class Load>
+float block_mean_sq(std::uint64_t n, Load&& load) {
+  float sum = 0.f;
+  for (std::uint64_t first = 0; first < n; first += kSumSegment) {
+    const float s = segment_sum_sq(first, n - first < kSumSegment ? n - first : kSumSegment, load);
+    sum = first == 0 ? s : fp::add(sum, s);
+  }
+  return float(double(sum) / double(n));
 }
 
 }  // namespace share
