@@ -204,7 +204,12 @@ requires(!Format::kElementwise) struct SmallFormat<Format> {
 /// each element's stored value on its own. Block formats (Int8Blockwise): codes plus the
 /// block's absmax; new values are collected, then re-quantized together against the new absmax
 /// of their block (store()). A tile never straddles a block: N divides Block, or Block divides N.
-template <class Format, int K, int N, bool Elementwise = Format::kElementwise>
+/// Whether a rule keeps all its moments for every group (AdamW), so kernels need not read how
+/// many a tensor has (Sgd keeps its momentum only when momentum != 0).
+template <class Rule>
+inline constexpr bool kAllMoments = requires { requires Rule::kMomentsFixed; };
+
+template <class Format, int K, int N, bool Elementwise = Format::kElementwise, bool All = false>
 struct Moments {
   using S = typename Format::Stored;
   S m[K > 0 ? K : 1][N];
@@ -215,7 +220,7 @@ struct Moments {
 #pragma unroll
 #endif
     for (int k = 0; k < K; ++k)
-      if (k < int(t.moments)) {
+      if (All || k < int(t.moments)) {
         io::load_tile<Vec>(static_cast<const S*>(t.state[k]) + i0, m[k], valid);
       }
   }
@@ -229,14 +234,14 @@ struct Moments {
 #pragma unroll
 #endif
     for (int k = 0; k < K; ++k)
-      if (k < int(t.moments)) {
+      if (All || k < int(t.moments)) {
         io::store_tile<Vec>(static_cast<S*>(t.state[k]) + i0, m[k], valid);
       }
   }
 };
 
-template <class Format, int K, int N>
-struct Moments<Format, K, N, false> {
+template <class Format, int K, int N, bool All>
+struct Moments<Format, K, N, false, All> {
   static constexpr int B = Format::kBlock;
   static_assert(B % N == 0 || N % B == 0, "a tile must not straddle a quantization block");
   using Tables = typename Format::Tables;
@@ -251,7 +256,7 @@ struct Moments<Format, K, N, false> {
 #pragma unroll
 #endif
     for (int k = 0; k < K; ++k)
-      if (k < int(t.moments)) {
+      if (All || k < int(t.moments)) {
         io::load_tile<Vec>(static_cast<const std::uint8_t*>(t.state[k]) + i0, q[k], valid);
         absmax[k] = static_cast<const float*>(t.scale[k])[i0 / B];
       }
@@ -269,7 +274,7 @@ struct Moments<Format, K, N, false> {
 #pragma unroll
 #endif
     for (int k = 0; k < K; ++k)
-      if (k < int(t.moments)) {
+      if (All || k < int(t.moments)) {
         float a = 0.f;
 #if ALLOY_ON_DEVICE
 #pragma unroll
@@ -353,10 +358,10 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
 
   /// A tile of N consecutive elements starting at index i0 of one tensor.
   template <int N>
-  struct Tile : GradTile<PT, GT, Moments<Format, K, N>, N> {
-    using GradTile<PT, GT, Moments<Format, K, N>, N>::p,
-        GradTile<PT, GT, Moments<Format, K, N>, N>::g,
-        GradTile<PT, GT, Moments<Format, K, N>, N>::m;
+  using M = Moments<Format, K, N, Format::kElementwise, kAllMoments<Rule>>;
+  template <int N>
+  struct Tile : GradTile<PT, GT, M<N>, N> {
+    using GradTile<PT, GT, M<N>, N>::p, GradTile<PT, GT, M<N>, N>::g, GradTile<PT, GT, M<N>, N>::m;
 
     template <bool VecP, bool VecS, class Group = Solo>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
@@ -368,7 +373,8 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
       for (int j = 0; j < N; ++j) {
         float pj = to_float(p[j]);
         float mj[K > 0 ? K : 1];
-        for (int k = 0; k < K; ++k) mj[k] = k < int(t.moments) ? m.get(k, j, pass.tables) : 0.f;
+        for (int k = 0; k < K; ++k)
+          mj[k] = kAllMoments<Rule> || k < int(t.moments) ? m.get(k, j, pass.tables) : 0.f;
         Rule::update(s, pj, to_float(g[j]), mj);
         Philox4x32 r{{0, 0, 0, 0}};
         if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
@@ -393,10 +399,10 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
   static constexpr int kVec = ElementStep<Rule, Format, PT, GT, PR>::kVec;
 
   template <int N>
-  struct Tile : GradTile<PT, GT, Moments<Format, 1, N>, N> {
-    using GradTile<PT, GT, Moments<Format, 1, N>, N>::p,
-        GradTile<PT, GT, Moments<Format, 1, N>, N>::g,
-        GradTile<PT, GT, Moments<Format, 1, N>, N>::m;
+  using M = Moments<Format, 1, N, Format::kElementwise, kAllMoments<Rule>>;
+  template <int N>
+  struct Tile : GradTile<PT, GT, M<N>, N> {
+    using GradTile<PT, GT, M<N>, N>::p, GradTile<PT, GT, M<N>, N>::g, GradTile<PT, GT, M<N>, N>::m;
 
     template <bool VecP, bool VecS, class Group = Solo>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,

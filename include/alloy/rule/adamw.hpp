@@ -25,6 +25,7 @@ struct AdamW {
   static constexpr const char* kName = "AdamW";
   static constexpr int kMoments = 2;
   static constexpr bool kHasSecondMoment = true;
+  static constexpr bool kMomentsFixed = true;  // moments_used is 2 for every group
 
   struct Hyper {
     float lr = 1e-3f;  // first member: the CUDA executor hands out its device address
