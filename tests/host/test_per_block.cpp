@@ -270,3 +270,35 @@ TEST_CASE("PerBlock: state accounting, validation, and 8-bit first moments") {
   CHECK(l32 < 0.9 * loss0);
   CHECK(std::fabs(l8 - l32) <= 0.01 * l32);
 }
+
+TEST_CASE("PerBlock: the block sum's fixed order, written out independently") {
+  // The order of share::block_mean_sq, spelled out a second way: a segment's lanes by index
+  // arithmetic, its tree as explicit pairs, segment sums in order. Blocks of one, a partial and
+  // several segments (8192 elements each), with values whose sums are order-sensitive.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> d(-3.f, 3.f);
+  for (std::uint64_t n : {1ull, 100ull, 2048ull, 8192ull, 8193ull, 3 * 8192ull + 5, 131072ull}) {
+    std::vector<float> g(n);
+    for (auto& x : g) x = d(rng) * std::exp2(float(int(rng() % 40) - 20));
+    float total = 0.f;
+    for (std::uint64_t s0 = 0; s0 < n; s0 += 8192) {
+      const std::uint64_t len = std::min<std::uint64_t>(8192, n - s0);
+      std::vector<float> lane(256, 0.f);
+      for (std::uint64_t i = 0; i < len; ++i) lane[(i >> 3) & 255] += g[s0 + i] * g[s0 + i];
+      std::vector<float> warp(8);
+      for (int w = 0; w < 8; ++w) {
+        std::vector<float> x(lane.begin() + 32 * w, lane.begin() + 32 * w + 32);
+        for (int h = 16; h >= 1; h >>= 1)
+          for (int l = 0; l < h; ++l) x[l] += x[l + h];
+        warp[w] = x[0];
+      }
+      const float seg = ((warp[0] + warp[4]) + (warp[2] + warp[6])) +
+                        ((warp[1] + warp[5]) + (warp[3] + warp[7]));
+      total = s0 == 0 ? seg : total + seg;
+    }
+    const float want = float(double(total) / double(n));
+    const float got = alloy::share::block_mean_sq(n, [&](std::uint64_t i) { return g[i]; });
+    INFO("n = " << n);
+    CHECK(got == want);
+  }
+}

@@ -232,12 +232,13 @@ __device__ __forceinline__ const void* stage_tables(Tables& shared, const void* 
 
 /// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
 /// Block formats stage their tables in shared memory first, and run tensors below the size
-/// threshold (kSmallState) with E::Small in the same launch. At least 512 threads per SM (at
-/// most 128 registers): left free, ptxas gave the 8-bit kernels with 16-bit parameters 144
-/// registers and AdamW with fp32 state 146 (one 256-thread block per SM), at 0.80 of copy
-/// bandwidth instead of 0.94.
+/// threshold (kSmallState) with E::Small in the same launch. Block formats: at least 512
+/// threads per SM (at most 128 registers; left free, ptxas gave the 8-bit kernels with 16-bit
+/// parameters 144, one 256-thread block per SM). Other kinds: minimum 0, ptxas's own choice
+/// (asking for 2 raised the zeroth-order kernels from 40-80 registers to 109-126 and cost them
+/// 11% of their speed; asking for 1 let AdamW's take 146).
 template <class E, class RuleScalars, int kThreads, int kUnroll>
-__global__ void __launch_bounds__(kThreads, 512 / kThreads)
+__global__ void __launch_bounds__(kThreads, kBlockKind<E> ? 512 / kThreads : 0)
     step_kernel(const __grid_constant__ StepParams<E, RuleScalars> prm) {
   Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset, prm.rounding_purpose,
                               prm.args};
