@@ -415,14 +415,68 @@ __global__ void __launch_bounds__(share::kSumLanes)
   }
 }
 
-/// share::PerBlock in one pass: one thread block (share::kSumLanes threads) per sharing block of
-/// at most K * kSumLanes * kSumRun = K * 2048 elements (grid-stride over spans' blocks). Lane l
-/// loads the runs of 8 elements starting at 8 l + 2048 k, k < K (p, g and the first moment, as
-/// tiles of SharedStep), sums their g^2 in increasing index, and the lanes combine by
-/// share::block_mean_sq's tree (block_tree_sum: warps by shuffles, then warp 0); lane 0 advances
-/// v_b, and every lane updates its run with it. Lane 0 also prefetches the next block into L2. Bitwise the two-pass path's result: the same sums in the same order.
-/// Block formats need blocks of whole quantization blocks (a warp's 256 elements are one).
-template <class E, class Rule, int K>
+/// The few thread-block cluster operations the one-pass kernel uses for clusters, in PTX (sm_90):
+/// not through cooperative_groups, whose header brings a namespace ::cuda that collides with
+/// alloy::cuda for code that says `using namespace alloy`. Before sm_90 (never launched there)
+/// they degrade to a cluster of one block.
+namespace cluster {
+__device__ __forceinline__ unsigned rank() {
+  unsigned r = 0;
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+  return r;
+}
+__device__ __forceinline__ unsigned size() {
+  unsigned n = 1;
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
+#endif
+  return n;
+}
+/// Every thread of every block of the cluster arrives; shared-memory writes before it are
+/// visible to reads after it, in any block of the cluster.
+__device__ __forceinline__ void sync() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::
+                   : "memory");
+#else
+  __syncthreads();
+#endif
+}
+/// The float at the address of `local` in the shared memory of block `r` of the cluster.
+__device__ __forceinline__ float load(const float* local, unsigned r) {
+#if __CUDA_ARCH__ >= 900
+  const unsigned a = unsigned(__cvta_generic_to_shared(local));
+  unsigned remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(a), "r"(r));
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+  return v;
+#else
+  (void)r;
+  return *local;
+#endif
+}
+}  // namespace cluster
+
+/// share::PerBlock in one pass. Without `Cluster`: one thread block (share::kSumLanes threads)
+/// per sharing block of at most K * kSumLanes * kSumRun = K * 2048 elements (one segment;
+/// grid-stride over spans' blocks). Lane l loads the runs of 8 elements starting at
+/// 8 l + 2048 k, k < K (with K = 1 p, g and the first moment as tiles of SharedStep; with K > 1
+/// only g, and p and m after the reduction, so that large blocks hold fewer registers across
+/// it), sums their g^2 in increasing index, and the lanes combine by share::block_mean_sq's tree
+/// (block_tree_sum); lane 0 advances v_b, and every lane updates its runs with it. With 16-bit
+/// parameters lane 0 also prefetches the next block into L2.
+/// With `Cluster` (K = 4, sm_90): one thread-block cluster per sharing block of 2 to 16
+/// segments (8193 to 131,072 elements, such as llama1b's query/key heads); block r of the
+/// cluster takes segment r as above, publishes its segment sum in shared memory, and after a
+/// cluster barrier thread 0 of every block reads the segments' sums through distributed shared
+/// memory and adds them in order (each computes the same v_b; block 0 stores it). Blocks past a
+/// sharing block's last segment only join the barriers.
+/// Bitwise the host's and the two-pass path's result. Block formats need blocks of whole
+/// quantization blocks (a warp's 256 elements are one).
+template <class E, class Rule, int K, bool Cluster = false>
 __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 128 registers
     shared_one_pass_kernel(const TensorEntry* entries, const SharedSpan* spans,
                            std::uint32_t nspans, std::uint64_t total,
@@ -431,38 +485,43 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
                            const void* format_tables) {
   constexpr int N = share::kSumRun;
   constexpr std::uint64_t kRunStride = std::uint64_t(share::kSumLanes) * N;  // 2048
+  static_assert(!Cluster || K * kRunStride == share::kSumSegment, "a cluster block: a segment");
   using Tile = typename E::template Tile<N>;
+  // part[], seg_sum[] and v_new[] alternate between two halves, so no barrier is needed
+  // between sharing blocks: a half is rewritten two blocks later, after every reader has passed
+  // a barrier that follows its read.
   __shared__ float part[2 * 8];
+  __shared__ float seg_sum[2];
+  __shared__ float v_new[2];
   Pass<typename E::Args> pass{seed, *global_step, rounding_purpose, {}, format_tables};
   if constexpr (kBlockKind<E>) {
     __shared__ typename E::State::Tables tables;
     pass.tables = stage_tables<share::kSumLanes>(tables, format_tables);
   }
-  __shared__ float v_new[2];
   const unsigned lane = threadIdx.x;
+  const unsigned rank = Cluster ? cluster::rank() : 0, size = Cluster ? cluster::size() : 1;
   std::uint32_t lo = 0, iter = 0;
-  for (std::uint64_t gb = blockIdx.x; gb < total; gb += gridDim.x) {
+  for (std::uint64_t gb = blockIdx.x / size; gb < total; gb += gridDim.x / size) {
     lo = span_after(spans, nspans, gb, lo);
     const TensorEntry t = entries[spans[lo].tensor];
     const typename Rule::Scalars s = scalars[spans[lo].tensor];
     const std::uint64_t b = gb - spans[lo].block_begin, n = t.share_block, base = b * n;
-    const bool vp = (t.flags & kParamAligned16) && (t.flags & kGradAligned16) && base % N == 0;
+    const std::uint64_t first = std::uint64_t(rank) * share::kSumSegment;  // in the block
+    const bool vp =
+        (t.flags & kParamAligned16) && (t.flags & kGradAligned16) && (base + first) % N == 0;
     float* v = static_cast<float*>(t.state[1]);
-    const float v_old = lane == 0 ? v[b] : 0.f;  // read early: its latency hides behind the loads
-    if constexpr (kOnePassPrefetch<E>)
+    // Read early (its latency hides behind the loads), and before the cluster barrier: block 0
+    // writes the new value only after it.
+    const float v_old = lane == 0 ? v[b] : 0.f;
+    if constexpr (kOnePassPrefetch<E> && !Cluster)
       if (lane == 0 && gb + gridDim.x < total)
         prefetch_shared_block<typename E::State::Stored, kBlockKind<E>>(entries, spans, nspans,
                                                                         gb + gridDim.x, lo);
-    // One run (K = 1): the whole tile is loaded before the reduction. Several runs: only the
-    // gradients (K x 8 values per lane across the reduction instead of K x 8 x (2 + moments),
-    // which held large blocks to one thread block per SM); parameters and moments are read
-    // after it, still once.
     Tile tile[K];
     int valid[K];
-    float acc = 0.f;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const std::uint64_t off = std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
+      const std::uint64_t off = first + std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
       valid[k] = off >= n ? 0 : n - off >= N ? N : int(n - off);
       if (valid[k] > 0) {
         if constexpr (K == 1) {
@@ -474,24 +533,30 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
         }
       }
     }
+    float acc = 0.f;
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < K; ++k)
 #pragma unroll
       for (int j = 0; j < N; ++j)
         if (j < valid[k]) {
           const float x = to_float(tile[k].g[j]);
           acc = fp::add(acc, fp::mul(x, x));
         }
-    }
-    // part[] and v_new[] alternate between two halves, so no barrier is needed between blocks:
-    // a half is rewritten two blocks later, after every lane has passed a barrier that follows
-    // its last read.
     const unsigned half = iter++ & 1;
-    const float sum = block_tree_sum(acc, part + 8 * half);
+    float sum = block_tree_sum(acc, part + 8 * half);  // valid in lane 0
+    if constexpr (Cluster) {
+      if (lane == 0) seg_sum[half] = sum;
+      cluster::sync();
+      if (lane == 0) {
+        const unsigned segments = unsigned((n + share::kSumSegment - 1) / share::kSumSegment);
+        sum = cluster::load(&seg_sum[half], 0);
+        for (unsigned r = 1; r < segments; ++r) sum = fp::add(sum, cluster::load(&seg_sum[half], r));
+      }
+    }
     if (lane == 0) {
       const float mean = float(__ddiv_rn(double(sum), double(n)));
       const float nv = Rule::second_moment(s, v_old, mean);
-      v[b] = nv;
+      if (rank == 0) v[b] = nv;
       v_new[half] = nv;
     }
     __syncthreads();  // v_new is written before any lane reads it
@@ -502,7 +567,8 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
     // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const std::uint64_t i0 = base + std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
+      const std::uint64_t i0 =
+          base + first + std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
       if (valid[k] > 0) {
         if (vp) {
           if constexpr (K > 1) tile[k].template load_rest<true, true>(t, i0, valid[k]);
@@ -516,142 +582,7 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
       }
     }
   }
-}
-
-#if __CUDA_ARCH__ >= 900
-/// The few thread-block cluster operations the cluster kernel uses, in PTX (sm_90): not through
-/// cooperative_groups, whose header brings a namespace ::cuda that collides with alloy::cuda for
-/// code that says `using namespace alloy`.
-namespace cluster {
-__device__ __forceinline__ unsigned rank() {
-  unsigned r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-  return r;
-}
-__device__ __forceinline__ unsigned size() {
-  unsigned n;
-  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
-  return n;
-}
-/// Every thread of every block of the cluster arrives; shared-memory writes before it are
-/// visible to reads after it, in any block of the cluster.
-__device__ __forceinline__ void sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::
-                   : "memory");
-}
-/// The float at the address of `local` in the shared memory of block `r` of the cluster.
-__device__ __forceinline__ float load(const float* local, unsigned r) {
-  const unsigned a = unsigned(__cvta_generic_to_shared(local));
-  unsigned remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(a), "r"(r));
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
-  return v;
-}
-}  // namespace cluster
-#endif
-
-/// share::PerBlock in one pass for blocks of 2 to 16 segments (8193 to 131,072 elements, such as
-/// llama1b's query/key heads): one thread-block cluster per sharing block (grid-stride over
-/// clusters), thread block r of the cluster takes segment r (the lanes and runs of the K = 4
-/// one-pass kernel: gradients held across the reduction, parameters and moments read after
-/// it), sums it in share::block_mean_sq's order and publishes the sum in its shared memory; after
-/// a cluster barrier thread 0 of every block reads the segments' sums through distributed
-/// shared memory and adds them in order (each computes the same v_b; block 0 stores it), and
-/// every block updates its segment. Bitwise the host's and the two-pass path's result. Thread
-/// blocks past a block's last segment only join the barriers. sm_90 and later.
-template <class E, class Rule>
-__global__ void __launch_bounds__(share::kSumLanes, 2)
-    shared_cluster_kernel(const TensorEntry* entries, const SharedSpan* spans, std::uint32_t nspans,
-                          std::uint64_t total, const typename Rule::Scalars* scalars,
-                          const std::uint32_t* global_step, std::uint64_t seed,
-                          std::uint8_t rounding_purpose, const void* format_tables) {
-#if __CUDA_ARCH__ >= 900
-  constexpr int N = share::kSumRun, K = int(share::kSumSegment / (share::kSumLanes * N));  // 4
-  constexpr std::uint64_t kRunStride = std::uint64_t(share::kSumLanes) * N;               // 2048
-  using Tile = typename E::template Tile<N>;
-  const unsigned rank = cluster::rank(), size = cluster::size();
-  __shared__ float part[2 * 8];
-  __shared__ float seg_sum[2];
-  __shared__ float v_new[2];
-  Pass<typename E::Args> pass{seed, *global_step, rounding_purpose, {}, format_tables};
-  if constexpr (kBlockKind<E>) {
-    __shared__ typename E::State::Tables tables;
-    pass.tables = stage_tables<share::kSumLanes>(tables, format_tables);
-  }
-  const unsigned lane = threadIdx.x;
-  std::uint32_t lo = 0, iter = 0;
-  for (std::uint64_t gb = blockIdx.x / size; gb < total; gb += gridDim.x / size) {
-    lo = span_after(spans, nspans, gb, lo);
-    const TensorEntry t = entries[spans[lo].tensor];
-    const typename Rule::Scalars s = scalars[spans[lo].tensor];
-    const std::uint64_t b = gb - spans[lo].block_begin, n = t.share_block, base = b * n;
-    const std::uint64_t seg = base + std::uint64_t(rank) * share::kSumSegment;
-    const bool vp = (t.flags & kParamAligned16) && (t.flags & kGradAligned16) && seg % N == 0;
-    float* v = static_cast<float*>(t.state[1]);
-    // Read before the cluster barrier; block 0 writes the new value only after it.
-    const float v_old = lane == 0 ? v[b] : 0.f;
-    Tile tile[K];
-    int valid[K];
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const std::uint64_t off = std::uint64_t(rank) * share::kSumSegment +
-                                std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
-      valid[k] = off >= n ? 0 : n - off >= N ? N : int(n - off);
-      if (valid[k] > 0) {
-        if (vp) tile[k].template load_grad<true>(t, base + off, valid[k]);
-        else tile[k].template load_grad<false>(t, base + off, valid[k]);
-      }
-    }
-    float acc = 0.f;
-#pragma unroll
-    for (int k = 0; k < K; ++k)
-#pragma unroll
-      for (int j = 0; j < N; ++j)
-        if (j < valid[k]) {
-          const float x = to_float(tile[k].g[j]);
-          acc = fp::add(acc, fp::mul(x, x));
-        }
-    // Halves alternate (part, seg_sum, v_new): a half is rewritten two blocks later, after a
-    // barrier that every reader passed after its read.
-    const unsigned half = iter++ & 1;
-    const float mine = block_tree_sum(acc, part + 8 * half);
-    if (lane == 0) seg_sum[half] = mine;
-    cluster::sync();
-    if (lane == 0) {
-      const unsigned segments = unsigned((n + share::kSumSegment - 1) / share::kSumSegment);
-      float sum = cluster::load(&seg_sum[half], 0);
-      for (unsigned r = 1; r < segments; ++r) sum = fp::add(sum, cluster::load(&seg_sum[half], r));
-      const float mean = float(__ddiv_rn(double(sum), double(n)));
-      const float nv = Rule::second_moment(s, v_old, mean);
-      if (rank == 0) v[b] = nv;
-      v_new[half] = nv;
-    }
-    __syncthreads();  // v_new is written before any lane reads it
-    float vb[N];
-#pragma unroll
-    for (int j = 0; j < N; ++j) vb[j] = v_new[half];
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const std::uint64_t i0 = seg + std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;
-      if (valid[k] > 0) {
-        if (vp) {
-          tile[k].template load_rest<true, true>(t, i0, valid[k]);
-          tile[k].template update_store_given<true, true, LaneGroup<32>>(t, i0, s, pass, vb,
-                                                                         valid[k]);
-        } else {
-          tile[k].template load_rest<false, false>(t, i0, valid[k]);
-          tile[k].template update_store_given<false, false, LaneGroup<32>>(t, i0, s, pass, vb,
-                                                                           valid[k]);
-        }
-      }
-    }
-  }
-  cluster::sync();  // no block leaves while another may still read its seg_sum
-#else
-  (void)entries, (void)spans, (void)nspans, (void)total, (void)scalars, (void)global_step,
-      (void)seed, (void)rounding_purpose, (void)format_tables;
-#endif
+  if constexpr (Cluster) cluster::sync();  // no block leaves while another may read its seg_sum
 }
 
 /// Advances the step count of every active tensor and computes its scalars for this step from
@@ -718,7 +649,7 @@ class Cuda::Backend {
   /// (0: none fit).
   template <class E>
   static int max_clusters(unsigned size) {
-    const auto kernel = shared_cluster_kernel<E, Rule>;
+    const auto kernel = shared_one_pass_kernel<E, Rule, 4, true>;
     ALLOY_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
     cudaLaunchAttribute at{};
@@ -989,7 +920,7 @@ class Cuda::Backend {
             cfg.attrs = &at;
             cfg.numAttrs = 1;
             ALLOY_CUDA_CHECK(cudaLaunchKernelEx(
-                &cfg, shared_cluster_kernel<E, Rule>, tables_.entries.template as<TensorEntry>(),
+                &cfg, shared_one_pass_kernel<E, Rule, 4, true>, tables_.entries.template as<TensorEntry>(),
                 op.spans.template as<SharedSpan>(), op.count, op.total,
                 tables_.scalars.template as<Scalars>(),
                 tables_.global_step.template as<std::uint32_t>(), seed_, rounding_purpose,

@@ -200,19 +200,22 @@ requires(!Format::kElementwise) struct SmallFormat<Format> {
   using type = typename Format::Small;
 };
 
-/// The moments of a tile of N elements as the state format stores them. Elementwise formats:
-/// each element's stored value on its own. Block formats (Int8Blockwise): codes plus the
-/// block's absmax; new values are collected, then re-quantized together against the new absmax
-/// of their block (store()). A tile never straddles a block: N divides Block, or Block divides N.
 /// Whether a rule keeps all its moments for every group (AdamW), so kernels need not read how
 /// many a tensor has (Sgd keeps its momentum only when momentum != 0).
 template <class Rule>
 inline constexpr bool kAllMoments = requires { requires Rule::kMomentsFixed; };
 
+/// The moments of a tile of N elements as the state format stores them. Elementwise formats:
+/// each element's stored value on its own. Block formats (Int8Blockwise): codes plus the
+/// block's absmax; new values are collected, then re-quantized together against the new absmax
+/// of their block (store()). A tile never straddles a block: N divides Block, or Block divides N.
 template <class Format, int K, int N, bool Elementwise = Format::kElementwise, bool All = false>
 struct Moments {
   using S = typename Format::Stored;
   S m[K > 0 ? K : 1][N];
+
+  /// Whether tensor t keeps moment k (All: every moment, known at compile time).
+  ALLOY_HD static bool kept(const TensorEntry& t, int k) { return All || k < int(t.moments); }
 
   template <bool Vec>
   ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid) {
@@ -220,7 +223,7 @@ struct Moments {
 #pragma unroll
 #endif
     for (int k = 0; k < K; ++k)
-      if (All || k < int(t.moments)) {
+      if (kept(t, k)) {
         io::load_tile<Vec>(static_cast<const S*>(t.state[k]) + i0, m[k], valid);
       }
   }
@@ -234,7 +237,7 @@ struct Moments {
 #pragma unroll
 #endif
     for (int k = 0; k < K; ++k)
-      if (All || k < int(t.moments)) {
+      if (kept(t, k)) {
         io::store_tile<Vec>(static_cast<S*>(t.state[k]) + i0, m[k], valid);
       }
   }
@@ -247,6 +250,8 @@ struct Moments<Format, K, N, false, All> {
   using Tables = typename Format::Tables;
   std::uint8_t q[K > 0 ? K : 1][N];
   float x[K > 0 ? K : 1][N];
+
+  ALLOY_HD static bool kept(const TensorEntry& t, int k) { return All || k < int(t.moments); }
   float absmax[K > 0 ? K : 1];  // of the block of element i0 (N <= B) when loaded
 
   template <bool Vec>
@@ -256,7 +261,7 @@ struct Moments<Format, K, N, false, All> {
 #pragma unroll
 #endif
     for (int k = 0; k < K; ++k)
-      if (All || k < int(t.moments)) {
+      if (kept(t, k)) {
         io::load_tile<Vec>(static_cast<const std::uint8_t*>(t.state[k]) + i0, q[k], valid);
         absmax[k] = static_cast<const float*>(t.scale[k])[i0 / B];
       }
@@ -274,7 +279,7 @@ struct Moments<Format, K, N, false, All> {
 #pragma unroll
 #endif
     for (int k = 0; k < K; ++k)
-      if (All || k < int(t.moments)) {
+      if (kept(t, k)) {
         float a = 0.f;
 #if ALLOY_ON_DEVICE
 #pragma unroll
@@ -373,8 +378,7 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
       for (int j = 0; j < N; ++j) {
         float pj = to_float(p[j]);
         float mj[K > 0 ? K : 1];
-        for (int k = 0; k < K; ++k)
-          mj[k] = kAllMoments<Rule> || k < int(t.moments) ? m.get(k, j, pass.tables) : 0.f;
+        for (int k = 0; k < K; ++k) mj[k] = m.kept(t, k) ? m.get(k, j, pass.tables) : 0.f;
         Rule::update(s, pj, to_float(g[j]), mj);
         Philox4x32 r{{0, 0, 0, 0}};
         if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));

@@ -301,8 +301,7 @@ struct ZoUpdate {
 #endif
       for (int j = 0; j < N; ++j) {
         float mj[K > 0 ? K : 1];
-        for (int k = 0; k < K; ++k)
-          mj[k] = kAllMoments<Rule> || k < int(t.moments) ? m.get(k, j, pass.tables) : 0.f;
+        for (int k = 0; k < K; ++k) mj[k] = m.kept(t, k) ? m.get(k, j, pass.tables) : 0.f;
         Rule::update(s, pj[j], g[j], mj);
         if (a.fold) pj[j] = fp::add(pj[j], fp::mul(a.eps, z[j]));
         Philox4x32 r{{pr[j], 0, 0, 0}};
