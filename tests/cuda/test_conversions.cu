@@ -1,6 +1,7 @@
-// The device's fp32 -> bf16 / fp16 conversions (one hardware instruction each) against the
-// integer definitions the host runs (core/dtype.hpp), for every one of the 2^32 float bit
-// patterns: DESIGN's numerics contract needs the stored bits to be the same on both executors.
+// The device's fp32 -> bf16 / fp16 conversions (one hardware instruction each, or one for a
+// pair) against the integer definitions the host runs (core/dtype.hpp), for every one of the
+// 2^32 float bit patterns: DESIGN's numerics contract needs the stored bits to be the same on
+// both executors.
 #include <doctest/doctest.h>
 
 #include <alloy/alloy.cuh>
@@ -25,15 +26,26 @@ __global__ void compare_all(Mismatches* out) {
   for (std::uint64_t i = std::uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (1ull << 32);
        i += stride) {
     const float x = __uint_as_float(std::uint32_t(i));
-    std::uint16_t hw, soft;
+    const float y = __uint_as_float(~std::uint32_t(i));  // the partner in a pair conversion
+    std::uint16_t hw, soft, pair_x, pair_y, soft_y;
     if constexpr (Bf16) {
       hw = alloy::to_bf16_nearest(x).bits;
       soft = alloy::to_bf16_nearest_soft(x).bits;
+      soft_y = alloy::to_bf16_nearest_soft(y).bits;
+      alloy::bf16 a, b;
+      alloy::round_pair_nearest(x, y, a, b);
+      pair_x = a.bits;
+      pair_y = b.bits;
     } else {
       hw = alloy::to_fp16_nearest(x).bits;
       soft = alloy::to_fp16_nearest_soft(x).bits;
+      soft_y = alloy::to_fp16_nearest_soft(y).bits;
+      alloy::fp16 a, b;
+      alloy::round_pair_nearest(x, y, a, b);
+      pair_x = a.bits;
+      pair_y = b.bits;
     }
-    if (hw != soft) {
+    if (hw != soft || pair_x != soft || pair_y != soft_y) {
       ++bad;
       if (std::uint32_t(i) < first) first = std::uint32_t(i);
     }
@@ -66,13 +78,17 @@ __global__ void convert_one(float x, std::uint16_t* out) {
 
 }  // namespace
 
-TEST_CASE("conversions (CUDA): fp32 -> bf16 to nearest equals the host's for all 2^32 floats") {
+TEST_CASE(
+    "conversions (CUDA): fp32 -> bf16 to nearest, single and paired, equals the host's for all "
+    "2^32 floats") {
   const Mismatches m = run_all<true>();
   INFO("mismatches " << m.count << ", first at bits 0x" << std::hex << m.first);
   CHECK(m.count == 0u);
 }
 
-TEST_CASE("conversions (CUDA): fp32 -> fp16 to nearest equals the host's for all 2^32 floats") {
+TEST_CASE(
+    "conversions (CUDA): fp32 -> fp16 to nearest, single and paired, equals the host's for all "
+    "2^32 floats") {
   const Mismatches m = run_all<false>();
   INFO("mismatches " << m.count << ", first at bits 0x" << std::hex << m.first);
   CHECK(m.count == 0u);

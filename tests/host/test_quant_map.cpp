@@ -114,7 +114,8 @@ TEST_CASE("int8 encoder: nearest code at every midpoint, bucket edge and a sweep
 
 TEST_CASE("int8 encoder: the nearest code of every float in [-1, 1], Inf and NaN") {
   // Floats of increasing magnitude, with the nearest magnitude tracked by distances in double
-  // (ties stay at the smaller one): independent of the encoder's thresholds and buckets.
+  // (ties stay at the smaller one): independent of the encoder's thresholds and buckets. The
+  // bounded encoder (the block format's) the same on (-2, 2) and NaN.
   for (bool is_signed : {true, false}) {
     const QuantMap m = alloy::state::dynamic_map(is_signed);
     const QuantEncoder enc(m);
@@ -128,16 +129,26 @@ TEST_CASE("int8 encoder: the nearest code of every float in [-1, 1], Inf and NaN
       if (got != want && ++wrong < 5)
         MESSAGE("bits " << u << ": code " << got << ", nearest " << want);
     };
-    for (std::uint32_t u = 0;; ++u) {
+    const auto bounded = [&](float x) {
+      return is_signed ? alloy::state::encode_nearest_bounded<true>(enc.tables(), x)
+                       : alloy::state::encode_nearest_bounded<false>(enc.tables(), x);
+    };
+    for (std::uint32_t u = 0; u < 0x40000000u; ++u) {  // [0, 2)
       float a;
       std::memcpy(&a, &u, 4);
       while (j < top && std::fabs(double(a) - mag(j + 1)) < std::fabs(double(a) - mag(j))) ++j;
-      expect(u, enc.encode(a), zero + j);
-      expect(u, enc.encode(-a), is_signed ? zero - std::min(j, 127) : 0);
-      if (u == 0x3f800000u) break;  // 1.0
+      const int pos = zero + j, neg = is_signed ? zero - std::min(j, 127) : 0;
+      if (u <= 0x3f800000u) {  // [0, 1]
+        expect(u, enc.encode(a), pos);
+        expect(u, enc.encode(-a), neg);
+      }
+      expect(u, bounded(a), pos);
+      expect(u, bounded(-a), neg);
     }
     CHECK(wrong == 0);
-    CHECK(checked == 2 * (std::uint64_t(0x3f800000u) + 1));
+    CHECK(checked == 2 * (std::uint64_t(0x3f800000u) + 1) + 2 * std::uint64_t(0x40000000u));
+    CHECK(bounded(NAN) == zero);
+    CHECK(bounded(-NAN) == zero);
     CHECK(enc.encode(INFINITY) == 255);
     CHECK(enc.encode(-INFINITY) == (is_signed ? 0 : 0));
     CHECK(enc.encode(3.0e38f) == 255);

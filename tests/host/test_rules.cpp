@@ -45,3 +45,23 @@ TEST_CASE("SGD variants: Nesterov, no momentum, no weight decay, maximize (host)
         return h;
       });
 }
+
+TEST_CASE("fp::in_range and fp::in_range_abs: the domain tests of the fast arithmetic") {
+  using alloy::fp::in_range;
+  using alloy::fp::in_range_abs;
+  const float lo = 0x1p-60f, hi = 0x1p60f;
+  for (float x : {lo, hi, 1.f, 0x1.fffffep59f, std::nextafter(lo, 1.f)}) {
+    CHECK(in_range(x, lo, hi));
+    CHECK(in_range_abs(x, lo, hi));
+    CHECK(!in_range(-x, lo, hi));
+    CHECK(in_range_abs(-x, lo, hi));
+  }
+  for (float x : {0.f, std::nextafter(lo, 0.f), std::nextafter(hi, 1e30f), 0x1p-149f,
+                  std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
+                  std::numeric_limits<float>::max()}) {
+    CHECK(!in_range(x, lo, hi));
+    CHECK(!in_range(-x, lo, hi));
+    CHECK(!in_range_abs(x, lo, hi));
+    CHECK(!in_range_abs(-x, lo, hi));
+  }
+}

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "macros.hpp"
 
@@ -40,6 +42,70 @@ ALLOY_HD float min(float a, float b) { return fminf(a, b); }
 ALLOY_HD float abs(float a) { return std::fabs(a); }
 ALLOY_HD float max(float a, float b) { return std::fmax(a, b); }
 ALLOY_HD float min(float a, float b) { return std::fmin(a, b); }
+#endif
+
+/// The arithmetic a rule's element math is written against. `Ieee`: correctly rounded division
+/// and square root (fp::div, fp::sqrt), what the host executor runs. `require` states the domain
+/// a faster arithmetic needs (below); Ieee ignores it.
+struct Ieee {
+  ALLOY_HD void require(bool) const {}
+  ALLOY_HD float div(float a, float b) const { return fp::div(a, b); }
+  ALLOY_HD float sqrt(float a) const { return fp::sqrt(a); }
+};
+
+/// Whether x lies in [lo, hi] (0 < lo <= hi finite): one subtraction and one unsigned compare of
+/// the bit patterns (negative values, infinities and NaN lie outside).
+ALLOY_HD bool in_range(float x, float lo, float hi) {
+  std::uint32_t u, l, h;
+  std::memcpy(&u, &x, 4);
+  std::memcpy(&l, &lo, 4);
+  std::memcpy(&h, &hi, 4);
+  return u - l <= h - l;
+}
+/// Whether |x| lies in [lo, hi] (0 < lo <= hi finite), x of either sign: the same on the bits
+/// shifted left by one, which drops the sign.
+ALLOY_HD bool in_range_abs(float x, float lo, float hi) {
+  std::uint32_t u, l, h;
+  std::memcpy(&u, &x, 4);
+  std::memcpy(&l, &lo, 4);
+  std::memcpy(&h, &hi, 4);
+  return u * 2u - l * 2u <= (h - l) * 2u;
+}
+
+#if ALLOY_DEVICE_COMPILE
+/// Division and square root from the hardware's approximations (MUFU) and FMA corrections, with
+/// no branch: equal to the correctly rounded fp::div / fp::sqrt on the domains below, which
+/// tests/cuda/verify_fast_math.cu checks exhaustively on the GPU (docs/numerics.md). Element math
+/// states with `require` that its operands lie in those domains; the executor then keeps the
+/// results only if every element of a tile did, and otherwise runs the tile again with Ieee.
+/// `ok` is that verdict. Device code only.
+struct Fast {
+  bool ok = true;
+
+  /// Division domain: b in [2^-62, 2^62] and a = +-0 or |a| in [2^-62, 2^62].
+  static constexpr float kDivLo = 0x1p-62f, kDivHi = 0x1p62f;
+  /// Square-root domain: v in [2^-100, 2^100].
+  static constexpr float kSqrtLo = 0x1p-100f, kSqrtHi = 0x1p100f;
+
+  __device__ void require(bool c) { ok &= c; }
+  /// a / b: the reciprocal refined by one Newton step, the quotient, its exact remainder and one
+  /// correction. The remainder is taken as b q - a (not a - b q) so that -0 / b stays -0.
+  __device__ float div(float a, float b) const {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
+    r = __fmaf_rn(r, __fmaf_rn(-b, r, 1.f), r);
+    const float q = __fmul_rn(a, r);
+    return __fmaf_rn(-r, __fmaf_rn(b, q, -a), q);
+  }
+  /// sqrt(v): s = v / sqrt(v) from the reciprocal square root, then one correction by the exact
+  /// residual v - s^2.
+  __device__ float sqrt(float v) const {
+    float y;
+    asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(v));
+    const float s = __fmul_rn(v, y);
+    return __fmaf_rn(__fmaf_rn(-s, s, v), __fmul_rn(0.5f, y), s);
+  }
+};
 #endif
 
 /// beta^t for an integer t >= 0 by binary exponentiation in double: the same sequence of

@@ -105,6 +105,11 @@ struct Tuning {
 #ifndef ALLOY_SM90_SMALL_UNROLL
 #define ALLOY_SM90_SMALL_UNROLL 1
 #endif
+// Threads per SM the block-quantized step kernels must fit (__launch_bounds__' minimum blocks
+// times the block size): 512 caps them at 128 registers.
+#ifndef ALLOY_BLOCK_MIN_THREADS_PER_SM
+#define ALLOY_BLOCK_MIN_THREADS_PER_SM 512
+#endif
 
 /// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows
 /// (bench/results/tune_sm90.txt, docs/benchmarks.md): 256 threads; tiles of 4 elements (all
@@ -238,7 +243,7 @@ __device__ __forceinline__ const void* stage_tables(Tables& shared, const void* 
 /// (asking for 2 raised the zeroth-order kernels from 40-80 registers to 109-126 and cost them
 /// 11% of their speed; asking for 1 let AdamW's take 146).
 template <class E, class RuleScalars, int kThreads, int kUnroll>
-__global__ void __launch_bounds__(kThreads, kBlockKind<E> ? 512 / kThreads : 0)
+__global__ void __launch_bounds__(kThreads, kBlockKind<E> ? ALLOY_BLOCK_MIN_THREADS_PER_SM / kThreads : 0)
     step_kernel(const __grid_constant__ StepParams<E, RuleScalars> prm) {
   Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset, prm.rounding_purpose,
                               prm.args};

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../core/dtype.hpp"
 #include "../core/fpmath.hpp"
@@ -203,7 +204,9 @@ requires(!Format::kElementwise) struct SmallFormat<Format> {
 /// Whether a rule keeps all its moments for every group (AdamW), so kernels need not read how
 /// many a tensor has (Sgd keeps its momentum only when momentum != 0).
 template <class Rule>
-inline constexpr bool kAllMoments = requires { requires Rule::kMomentsFixed; };
+inline constexpr bool kAllMoments = requires {
+  requires Rule::kMomentsFixed;
+};
 
 /// The moments of a tile of N elements as the state format stores them. Elementwise formats:
 /// each element's stored value on its own. Block formats (Int8Blockwise): codes plus the
@@ -298,6 +301,51 @@ struct Moments<Format, K, N, false, All> {
   }
 };
 
+/// Runs body(j, arith) for the N elements of a tile. With `Retry` on the device: first with
+/// fp::Fast (branch-free division and square root), and if some element left fp::Fast's domain,
+/// reload() and again with fp::Ieee, so results always equal the host's. The body writes its
+/// results apart from its inputs (block formats' Moments keep the codes apart from the new
+/// values; parameters go to a ParamOut); reload() brings the inputs back from memory, so the
+/// rare second run costs no registers across the first.
+template <int N, bool Retry, class Body, class Reload>
+ALLOY_HD void for_each_element(Body&& body, Reload&& reload) {
+#if ALLOY_ON_DEVICE
+  if constexpr (Retry) {
+    fp::Fast ar;
+#pragma unroll
+    for (int j = 0; j < N; ++j) body(j, ar);
+    if (ar.ok) return;
+    reload();
+  }
+#pragma unroll
+#else
+  (void)reload;
+#endif
+  for (int j = 0; j < N; ++j) body(j, fp::Ieee{});
+}
+
+/// A tile's new parameters, rounded to PT: one by one, or, for round-to-nearest into a 16-bit
+/// type, kept in fp32 and rounded in pairs at the end (one instruction per pair on the device).
+template <class PT, Rounding PR, int N>
+struct ParamOut {
+  static constexpr bool kPairs = sizeof(PT) == 2 && PR == Rounding::nearest && N % 2 == 0;
+  std::conditional_t<kPairs, float, PT> v[N];
+
+  ALLOY_HD void set(int j, float x, std::uint32_t random) {
+    if constexpr (kPairs) v[j] = x;
+    else v[j] = round_to<PT, PR>(x, random);
+  }
+  ALLOY_HD void get(PT (&p)[N]) const {
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+    for (int j = 0; j < N; j += kPairs ? 2 : 1) {
+      if constexpr (kPairs) round_pair_nearest(v[j], v[j + 1], p[j], p[j + 1]);
+      else p[j] = v[j];
+    }
+  }
+};
+
 /// The traits every element kind that reads a gradient shares. Block formats (kBlockState):
 /// tiles of one block group share an absmax, and tensors below the size threshold run the
 /// kind's `Small` (the same math with the format's small-tensor format).
@@ -340,6 +388,14 @@ struct GradTile {
     io::load_tile<VecP>(static_cast<const PT*>(t.param) + i0, p, valid);
     m.template load<VecS>(t, i0, valid);
   }
+  /// The whole tile again (scalar accesses), through an index the compiler cannot prove equal
+  /// to i0, so that it loads instead of keeping the first load's registers alive.
+  ALLOY_HD void reload(const TensorEntry& t, std::uint64_t i0, int valid) {
+#if ALLOY_ON_DEVICE
+    asm("mov.b64 %0, %0;" : "+l"(i0));
+#endif
+    load<false, false, false>(t, i0, valid);
+  }
 };
 
 /// The element math of one composition for one (param dtype, grad dtype, param rounding), with
@@ -372,19 +428,21 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
                                const Pass<Args>& pass, int valid = N) {
       const RandomStream rng = pass.rounding(t.key);
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-      for (int j = 0; j < N; ++j) {
-        float pj = to_float(p[j]);
-        float mj[K > 0 ? K : 1];
-        for (int k = 0; k < K; ++k) mj[k] = m.kept(t, k) ? m.get(k, j, pass.tables) : 0.f;
-        Rule::update(s, pj, to_float(g[j]), mj);
-        Philox4x32 r{{0, 0, 0, 0}};
-        if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
-        p[j] = round_to<PT, PR>(pj, r.v[0]);
-        for (int k = 0; k < K; ++k) m.put(k, j, mj[k], r.v[1 + k]);
-      }
+      ParamOut<PT, PR, N> out;
+      for_each_element<N, kBlockState>(
+          [&](int j, auto&& ar) {
+            float pj = to_float(this->p[j]);
+            float mj[K > 0 ? K : 1];
+            for (int k = 0; k < K; ++k)
+              mj[k] = this->m.kept(t, k) ? this->m.get(k, j, pass.tables) : 0.f;
+            Rule::update(s, pj, to_float(this->g[j]), mj, ar);
+            Philox4x32 r{{0, 0, 0, 0}};
+            if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
+            out.set(j, pj, r.v[0]);
+            for (int k = 0; k < K; ++k) this->m.put(k, j, mj[k], r.v[1 + k]);
+          },
+          [&] { this->reload(t, i0, valid); });
+      out.get(p);
       io::store_tile<VecP>(static_cast<PT*>(t.param) + i0, p, valid);
       m.template store<VecS, Group>(t, i0, pass.tables, valid);
     }
@@ -441,18 +499,19 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
     ALLOY_HD void update_store_given(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
                                      const Pass<Args>& pass, const float (&v)[N], int valid = N) {
       const RandomStream rng = pass.rounding(t.key);
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-      for (int j = 0; j < N; ++j) {
-        float pj = to_float(p[j]);
-        float m0 = m.get(0, j, pass.tables);
-        Rule::update_given_second(s, pj, to_float(g[j]), m0, v[j]);
-        Philox4x32 r{{0, 0, 0, 0}};
-        if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
-        p[j] = round_to<PT, PR>(pj, r.v[0]);
-        m.put(0, j, m0, r.v[1]);
-      }
+      ParamOut<PT, PR, N> out;
+      for_each_element<N, !Format::kElementwise>(
+          [&](int j, auto&& ar) {
+            float pj = to_float(this->p[j]);
+            float m0 = this->m.get(0, j, pass.tables);
+            Rule::update_given_second(s, pj, to_float(this->g[j]), m0, v[j], ar);
+            Philox4x32 r{{0, 0, 0, 0}};
+            if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
+            out.set(j, pj, r.v[0]);
+            this->m.put(0, j, m0, r.v[1]);
+          },
+          [&] { this->reload(t, i0, valid); });
+      out.get(p);
       io::store_tile<VecP>(static_cast<PT*>(t.param) + i0, p, valid);
       m.template store<VecS, Group>(t, i0, pass.tables, valid);
     }

@@ -52,9 +52,9 @@ struct AdamW {
     float decay;      // 1 - lr * weight_decay
     float sqrt_bc2;   // sqrt(1 - beta2^t)
     float eps;
-    float beta1, one_minus_beta1;
+    float beta1;
+    float m_gain;  // 1 - beta1, negated when maximizing (exact: negation commutes with rounding)
     float beta2, one_minus_beta2;
-    float grad_sign;  // -1 when maximizing
   };
 
   /// t >= 1. Bias corrections in double, with beta^t by binary exponentiation: the same bits
@@ -68,17 +68,20 @@ struct AdamW {
     s.sqrt_bc2 = float(std::sqrt(bc2));
     s.eps = h.eps;
     s.beta1 = h.beta1;
-    s.one_minus_beta1 = fp::sub(1.f, h.beta1);
+    s.m_gain = h.maximize ? -fp::sub(1.f, h.beta1) : fp::sub(1.f, h.beta1);
     s.beta2 = h.beta2;
     s.one_minus_beta2 = fp::sub(1.f, h.beta2);
-    s.grad_sign = h.maximize ? -1.f : 1.f;
     return s;
   }
 
-  /// One element. m[0] is the first moment, m[1] the second.
-  ALLOY_HD static void update(const Scalars& s, float& p, float g, float (&m)[kMoments]) {
+  /// One element. m[0] is the first moment, m[1] the second. `ar`: the arithmetic of the
+  /// divisions and the square root (fp::Ieee, or the CUDA executor's fp::Fast under the domain
+  /// stated in update_given_second).
+  template <class Arith = fp::Ieee>
+  ALLOY_HD static void update(const Scalars& s, float& p, float g, float (&m)[kMoments],
+                              Arith&& ar = Arith{}) {
     m[1] = second_moment(s, m[1], fp::mul(g, g));
-    update_given_second(s, p, g, m[0], m[1]);
+    update_given_second(s, p, g, m[0], m[1], ar);
   }
 
   /// The second-moment EMA, v <- beta2 v + (1 - beta2) g2, where g2 is g^2 of one element or a
@@ -87,11 +90,18 @@ struct AdamW {
     return fp::add(fp::mul(s.beta2, v), fp::mul(s.one_minus_beta2, g2));
   }
   /// The first moment and the parameter, given this step's (already updated) second moment v.
-  ALLOY_HD static void update_given_second(const Scalars& s, float& p, float g, float& m, float v) {
-    g = fp::mul(g, s.grad_sign);
-    m = fp::add(fp::mul(s.beta1, m), fp::mul(s.one_minus_beta1, g));
-    const float denom = fp::add(fp::div(fp::sqrt(v), s.sqrt_bc2), s.eps);
-    p = fp::sub(fp::mul(p, s.decay), fp::mul(s.step_size, fp::div(m, denom)));
+  /// (1 - beta1) g with g negated when maximizing is m_gain * g, bit for bit.
+  template <class Arith = fp::Ieee>
+  ALLOY_HD static void update_given_second(const Scalars& s, float& p, float g, float& m, float v,
+                                           Arith&& ar = Arith{}) {
+    m = fp::add(fp::mul(s.beta1, m), fp::mul(s.m_gain, g));
+    // fp::Fast's domain: v in [2^-60, 2^60] puts sqrt(v) in [2^-30, 2^30]; with sqrt_bc2 in
+    // [2^-20, 1] and eps in [0, 2^20] the denominator lies in [2^-30, 2^51]; with |m| in
+    // [2^-60, 2^60] both divisions are inside fp::Fast's (the square root's too).
+    ar.require(fp::in_range(v, 0x1p-60f, 0x1p60f) & fp::in_range_abs(m, 0x1p-60f, 0x1p60f) &
+               fp::in_range(s.sqrt_bc2, 0x1p-20f, 1.f) & (s.eps <= 0x1p20f));
+    const float denom = fp::add(ar.div(ar.sqrt(v), s.sqrt_bc2), s.eps);
+    p = fp::sub(fp::mul(p, s.decay), fp::mul(s.step_size, ar.div(m, denom)));
   }
 };
 

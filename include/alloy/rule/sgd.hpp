@@ -61,7 +61,11 @@ struct Sgd {
                    h.momentum != 0.f};
   }
 
-  ALLOY_HD static void update(const Scalars& s, float& p, float g, float (&m)[kMoments]) {
+  /// One element. `Arith` (the executor's arithmetic, fp::Ieee or fp::Fast): SGD divides nothing
+  /// and takes no square root, so it has no domain to require.
+  template <class Arith = fp::Ieee>
+  ALLOY_HD static void update(const Scalars& s, float& p, float g, float (&m)[kMoments],
+                              Arith&& = Arith{}) {
     g = fp::mul(g, s.grad_sign);
     if (s.weight_decay != 0.f) g = fp::add(g, fp::mul(s.weight_decay, p));
     if (s.use_momentum) {

@@ -13,7 +13,7 @@
 ALLOY_NAMESPACE_BEGIN
 namespace state {
 
-/// Both codebooks with their encoder tables, as one plain block of bytes (25,616): the first
+/// Both codebooks with their encoder tables, as one plain block of bytes (26,624): the first
 /// moment uses the signed map, the second moment the unsigned one. The CUDA executor copies it
 /// into shared memory once per thread block.
 struct alignas(16) Int8Tables {
@@ -76,11 +76,15 @@ struct Int8Blockwise {
     return fp::mul(t.map[k].code[q], absmax);
   }
   /// The scale a block's values are multiplied by before encoding: 1 / absmax (0 for an
-  /// all-zero block).
-  ALLOY_HD static float inverse(float absmax) { return absmax > 0.f ? fp::div(1.f, absmax) : 0.f; }
+  /// all-zero block), at most the largest float (absmax below 2^-128 would give infinity). Then
+  /// |x * inverse| < 2 for every finite x of the block (|x| <= absmax; the rounding of 1 / absmax
+  /// adds at most 2^-23 relative), as encode_nearest_bounded needs; inf * 0 and NaN stay NaN.
+  ALLOY_HD static float inverse(float absmax) {
+    return absmax > 0.f ? fp::min(fp::div(1.f, absmax), 0x1.fffffep127f) : 0.f;
+  }
   ALLOY_HD static std::uint8_t encode(const Tables& t, int k, float x, float inv) {
-    return k == 0 ? encode_nearest<true>(t.map[0], fp::mul(x, inv))
-                  : encode_nearest<false>(t.map[1], fp::mul(x, inv));
+    return k == 0 ? encode_nearest_bounded<true>(t.map[0], fp::mul(x, inv))
+                  : encode_nearest_bounded<false>(t.map[1], fp::mul(x, inv));
   }
 };
 

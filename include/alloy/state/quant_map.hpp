@@ -64,30 +64,51 @@ inline QuantMap dynamic_map(bool is_signed) {
 }
 
 /// The encoder's tables for one codebook: plain data, the same bytes on the host and (copied)
-/// on the device. The encoder clamps a magnitude into [2^-kMinExp, 1] (NaN to the low end),
-/// where it falls in a bucket: the floats that share their exponent and top kMantBits mantissa
-/// bits, 2^kMantBits per binade, and 1.0 alone in the last. Buckets are narrower than the
-/// codebook's spacing, so at most one decision point (where the next code becomes the nearer)
-/// lies inside a bucket: one 32-bit entry per bucket holds the nearest code of the bucket's lower
-/// edge and where, in the float's low kLowBits bits, the decision point is. Encoding is then one
-/// table read and integer arithmetic (encode_nearest); make_codebook_tables refuses a codebook
-/// finer than the buckets, and the tests check every float of [-1, 1].
+/// on the device. The encoder clamps a magnitude into [2^-kMinExp, 1] (NaN to the low end; the
+/// bounded encoder only from below, to [2^-kMinExp, 2)), where it falls in a bucket: the floats
+/// that share their exponent and top kMantBits mantissa bits, 2^kMantBits per binade, and all of
+/// [1, 2) at the top code. Buckets are narrower than the codebook's spacing, so at most one
+/// decision point (where the next code becomes the nearer) lies inside a bucket: one 32-bit
+/// entry per bucket holds the nearest code of the bucket's lower edge and where, in the float's
+/// low kLowBits bits, the decision point is. Encoding is then one table read and integer
+/// arithmetic (encode_nearest); make_codebook_tables refuses a codebook finer than the buckets,
+/// and the tests check every float of (-2, 2).
 struct CodebookTables {
   static constexpr int kMantBits = 7;
   static constexpr int kLowBits = 23 - kMantBits;  // 16: the bits that vary within a bucket
   static constexpr int kMinExp = 23;
-  static constexpr int kBuckets = kMinExp * (1 << kMantBits) + 1;
+  /// [2^-23, 1) bucket by bucket, then [1, 2), all of it the top code (encode_nearest_bounded).
+  static constexpr int kBuckets = (kMinExp + 1) * (1 << kMantBits);
   /// Bits of 2^-kMinExp, the first bucket's lower edge, shifted right by kLowBits.
   static constexpr std::uint32_t kFirst = std::uint32_t(127 - kMinExp) << kMantBits;
 
   float code[256];
-  /// enc[b] = j << 16 | f: j is the magnitude index (code index minus the zero's) of the
-  /// nearest code to bucket b's lower edge; f is 0 when no decision point lies in the bucket,
-  /// else 2^16 - t, where t (>= 1) are the low 16 bits of the smallest float nearer to magnitude
-  /// j + 1 than to j. For a float of the bucket with low bits l, (enc[b] + l) >> 16 is then
-  /// j + 1 exactly when l >= t: the carry is the comparison.
+  /// enc[b] = ((j - h) << 16) + f (mod 2^32): j is the magnitude index (code index minus the
+  /// zero's) of the nearest code to bucket b's lower edge, h = kFirst + b the bucket's high 16
+  /// bits; f is 0 when no decision point lies in the bucket, else 2^16 - t, where t (>= 1) are
+  /// the low 16 bits of the smallest float nearer to magnitude j + 1 than to j. A float u of
+  /// the bucket is (h << 16) + l, so (enc[b] + u) >> 16 = (j << 16) + f + l >> 16 is j + 1
+  /// exactly when l >= t: the carry is the comparison, and the float's high bits cancel
+  /// without a mask.
   std::uint32_t enc[kBuckets];
 };
+
+/// The code of magnitude a >= 2^-23 (a < 2, or the encoding below is wrong) in a codebook of
+/// bitsandbytes' dynamic layout, for a value of sign `neg`: one table read and an add.
+template <bool Signed>
+ALLOY_HD std::uint8_t code_of_magnitude(const CodebookTables& t, float a, bool neg) {
+  const std::uint32_t u = float_bits(a);
+  const std::uint32_t e = t.enc[(u >> CodebookTables::kLowBits) - CodebookTables::kFirst];
+  const int j = int((e + u) >> 16);
+  if constexpr (Signed) {
+    // The largest negative magnitude is 127 (128 is the positive-only 1.0): clamp at code 0.
+    const int c = neg ? 127 - j : 127 + j;
+    return std::uint8_t(c < 0 ? 0 : c);
+  } else {
+    (void)neg;
+    return std::uint8_t(j);
+  }
+}
 
 /// The nearest code of x in a codebook of bitsandbytes' dynamic layout: zero at index 127
 /// (signed; negative codes mirror positive ones, code[127 - j] == -code[127 + j]) or 0
@@ -98,19 +119,22 @@ template <bool Signed>
 ALLOY_HD std::uint8_t encode_nearest(const CodebookTables& t, float x) {
   // |x| into [2^-23, 1]: below 2^-23 every value is nearest to zero (make_codebook_tables
   // checks), and fmax turns NaN into the low end.
-  const float a = fp::min(fp::max(fp::abs(x), 0x1p-23f), 1.0f);
-  static_assert(CodebookTables::kMinExp == 23, "the clamp above is 2^-kMinExp");
-  const std::uint32_t u = float_bits(a);
-  const std::uint32_t e = t.enc[(u >> CodebookTables::kLowBits) - CodebookTables::kFirst];
-  const int j = int((e + (u & 0xffffu)) >> 16);
+  static_assert(CodebookTables::kMinExp == 23, "the clamp is 2^-kMinExp");
   const bool neg = float_bits(x) >> 31;
-  if constexpr (Signed) {
-    // The largest negative magnitude is 127 (128 is the positive-only 1.0): clamp at code 0.
-    const int c = neg ? 127 - j : 127 + j;
-    return std::uint8_t(c < 0 ? 0 : c);
-  } else {
-    return std::uint8_t(neg ? 0 : j);
-  }
+  if (!Signed && neg) return 0;
+  return code_of_magnitude<Signed>(t, fp::min(fp::max(fp::abs(x), 0x1p-23f), 1.0f), neg);
+}
+
+/// encode_nearest for |x| < 2 or NaN (a value times the inverse of its block's absmax: see
+/// state::Int8Blockwise::inverse), with one clamp fewer: the tables cover [1, 2) as the top
+/// code. Unsigned maps clamp x itself, not |x|, from below, so negative values and NaN reach
+/// the zero code without a test of the sign. Equal to encode_nearest on its domain (tested for
+/// every float of (-2, 2)).
+template <bool Signed>
+ALLOY_HD std::uint8_t encode_nearest_bounded(const CodebookTables& t, float x) {
+  if constexpr (Signed)
+    return code_of_magnitude<true>(t, fp::max(fp::abs(x), 0x1p-23f), float_bits(x) >> 31);
+  else return code_of_magnitude<false>(t, fp::max(x, 0x1p-23f), false);
 }
 
 /// The encoder tables of a map with the dynamic layout (zero at 127 or 0). Fails if some bucket
@@ -136,8 +160,7 @@ inline CodebookTables make_codebook_tables(const QuantMap& m) {
   constexpr int L = CodebookTables::kLowBits;
   for (int b = 0; b < CodebookTables::kBuckets; ++b) {
     const std::uint32_t lo = (CodebookTables::kFirst + std::uint32_t(b)) << L;  // its floats:
-    const std::uint32_t hi =
-        b + 1 < CodebookTables::kBuckets ? lo + (1u << L) - 1 : lo;  // [lo, hi]
+    const std::uint32_t hi = lo + (1u << L) - 1;                                // [lo, hi]
     int j = 0;  // the nearest magnitude of the lower edge
     while (j < top && up[j] <= lo) ++j;
     int inside = 0;  // decision points in (lo, hi]
@@ -148,7 +171,9 @@ inline CodebookTables make_codebook_tables(const QuantMap& m) {
     if (b == 0 && j != 0)
       detail::fail("make_codebook_tables: values below 2^-", CodebookTables::kMinExp,
                    " are not all nearest to zero");
-    t.enc[b] = std::uint32_t(j) << 16 | (inside ? (1u << L) - (up[j] & ((1u << L) - 1)) : 0u);
+    const std::uint32_t h = CodebookTables::kFirst + std::uint32_t(b);
+    t.enc[b] =
+        ((std::uint32_t(j) - h) << 16) + (inside ? (1u << L) - (up[j] & ((1u << L) - 1)) : 0u);
   }
   return t;
 }
