@@ -39,3 +39,28 @@ TEST_CASE("Int8Blockwise: codes equal the host's at every block size, tensor end
     CHECK(guarded->guards_intact());
   }
 }
+
+TEST_CASE("Int8Blockwise AdamW: tiles outside the fast arithmetic's domain equal the host's") {
+  // The CUDA step runs a tile with fp::Fast and again with fp::Ieee when an element leaves the
+  // domain AdamW states (v or |m| outside [2^-60, 2^60]): zero gradients (v = 0 while a row has
+  // never seen a gradient), huge ones (v > 2^60) and tiny ones (|m| < 2^-60). Had the tile kept
+  // its fast results, sqrt(0) alone would be NaN there.
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  for (DType dt : {DType::f32, DType::bf16}) {
+    INFO(alloy::dtype_name(dt));
+    Options o;
+    o.min_quantized_numel = 0;
+    Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<>> tw({70001, 4096, 1000}, dt, dt, h, o);
+    for (int s = 0; s < 6; ++s)
+      tw.step_edited(1e-2, [&](Arena& g) {
+        for (std::uint64_t j = 1000; j < 1512; ++j) g.set(0, j, 0.f);  // whole zero tiles
+        for (std::uint64_t j = 0; j < 70001; j += 37) g.set(0, j, 0.f);
+        if (s < 3) {
+          g.set(1, 5, 3e18f);      // v = 0.01 * 9e36 > 2^60
+          g.set(1, 700, -1e-30f);  // |m| and v below 2^-60
+        }
+        for (std::uint64_t j = 0; j < 1000; ++j) g.set(2, j, 0.f);  // a tensor never updated
+      });
+    tw.check_equal();
+  }
+}

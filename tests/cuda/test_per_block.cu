@@ -84,3 +84,25 @@ TEST_CASE("PerBlock (CUDA): blocks of 2 to 16 segments take one cluster, bit for
   per_block_equals_host<alloy::state::Fp32>(0, true, {32768, 65536}, {16384, 32768},
                                             {{0, 0, 2 + 2, 4}, true});
 }
+
+TEST_CASE("PerBlock (CUDA): 8-bit first moments with blocks outside the fast arithmetic's domain") {
+  // Zero gradients over whole sharing blocks (their v stays 0: outside fp::Fast's domain, so the
+  // tile runs again with fp::Ieee) and a huge one (v > 2^60), on the two-pass and the one-pass
+  // paths: bit for bit the host's.
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  for (bool one_pass : {false, true})
+    for (DType dt : {DType::f32, DType::bf16}) {
+      INFO(alloy::dtype_name(dt) << " one pass " << one_pass);
+      Options o;
+      o.cuda_per_block_one_pass = one_pass;
+      Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<>, alloy::share::PerBlock> tw(
+          {65536, 70001}, dt, dt, h, o, {}, {}, false, 5, {2048, 70001});
+      for (int s = 0; s < 5; ++s)
+        tw.step_edited(1e-2, [&](Arena& g) {
+          for (std::uint64_t j = 4096; j < 8192; ++j) g.set(0, j, 0.f);  // two whole blocks
+          if (s < 2) g.set(0, 20000, 3e18f);
+          for (std::uint64_t j = 0; j < 70001; j += 3) g.set(1, j, 0.f);
+        });
+      tw.check_equal();
+    }
+}

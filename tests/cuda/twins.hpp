@@ -45,6 +45,16 @@ struct Arena {
 
   std::size_t esize() const { return alloy::dtype_size(dtype); }
   void* host_ptr(std::size_t i) { return host.data() + offset[i] * esize(); }
+  /// Element j of tensor i on the host side, stored in the arena's dtype (rounded to nearest).
+  void set(std::size_t i, std::uint64_t j, float x) {
+    std::uint8_t* at = static_cast<std::uint8_t*>(host_ptr(i)) + j * esize();
+    if (dtype == DType::f32) std::memcpy(at, &x, 4);
+    else {
+      const std::uint16_t b =
+          dtype == DType::bf16 ? alloy::to_bf16_nearest(x).bits : alloy::to_fp16_nearest(x).bits;
+      std::memcpy(at, &b, 2);
+    }
+  }
   TensorView host_view(std::size_t i, std::string name) {
     return TensorView(host_ptr(i), numel[i], dtype, Device::host(), std::move(name));
   }
@@ -164,7 +174,14 @@ struct Twins {
     cuda = std::make_unique<CudaOpt>(devp, h, o);
   }
   void step(double grad_scale, cudaStream_t s = nullptr) {
+    step_edited(
+        grad_scale, [](Arena&) {}, s);
+  }
+  /// A step whose random gradients `edit` changes first (both twins see the edited ones).
+  template <class Edit>
+  void step_edited(double grad_scale, Edit&& edit, cudaStream_t s = nullptr) {
     hg.fill(rng, grad_scale);
+    edit(hg);
     hg.upload(s);
     host->step();
     cuda->step(s);
