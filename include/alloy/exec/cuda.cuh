@@ -117,8 +117,9 @@ struct Tuning {
 /// every array in flight per thread. 512 threads: within +-0.5% except -2.6% on AdamW/Bf16
 /// bf16 flat; half the depth: up to -2% (AdamW/Fp32 bf16 flat); twice the depth: -13 to -20%
 /// on AdamW (register pressure halves occupancy). Block-quantized state (bench/tune.sh, 2026-11-25,
-/// docs/policies/int8.md): 8-element tiles 2 deep for fp32 parameters, 16-element tiles 1 deep
-/// for 16-bit ones; the other choices were 4-11% slower on the `flat` rows.
+/// docs/policies/int8.md): 16-element tiles 1 deep (kBlockTile); before fp::Fast, fp32
+/// parameters ran best with 8-element tiles 2 deep, now 16 is 3-5% faster (2026-11-26); the
+/// other choices were 4-11% slower on the `flat` rows.
 template <class E>
 constexpr Tuning tuning_sm90() {
   if constexpr (requires { E::kUnrollSm90; }) return Tuning{ALLOY_SM90_THREADS, E::kUnrollSm90};
@@ -243,7 +244,8 @@ __device__ __forceinline__ const void* stage_tables(Tables& shared, const void* 
 /// (asking for 2 raised the zeroth-order kernels from 40-80 registers to 109-126 and cost them
 /// 11% of their speed; asking for 1 let AdamW's take 146).
 template <class E, class RuleScalars, int kThreads, int kUnroll>
-__global__ void __launch_bounds__(kThreads, kBlockKind<E> ? ALLOY_BLOCK_MIN_THREADS_PER_SM / kThreads : 0)
+__global__ void __launch_bounds__(kThreads,
+                                  kBlockKind<E> ? ALLOY_BLOCK_MIN_THREADS_PER_SM / kThreads : 0)
     step_kernel(const __grid_constant__ StepParams<E, RuleScalars> prm) {
   Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset, prm.rounding_purpose,
                               prm.args};
@@ -555,7 +557,8 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
       if (lane == 0) {
         const unsigned segments = unsigned((n + share::kSumSegment - 1) / share::kSumSegment);
         sum = cluster::load(&seg_sum[half], 0);
-        for (unsigned r = 1; r < segments; ++r) sum = fp::add(sum, cluster::load(&seg_sum[half], r));
+        for (unsigned r = 1; r < segments; ++r)
+          sum = fp::add(sum, cluster::load(&seg_sum[half], r));
       }
     }
     if (lane == 0) {
@@ -568,8 +571,8 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
     float vb[N];
 #pragma unroll
     for (int j = 0; j < N; ++j) vb[j] = v_new[half];
-    // Lanes past the block's end skip the update: with a block format, whole warps (blocks are
-    // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
+      // Lanes past the block's end skip the update: with a block format, whole warps (blocks are
+      // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const std::uint64_t i0 =
@@ -792,8 +795,8 @@ class Cuda::Backend {
           one_pass_spans[c].push_back(SharedSpan{t, 0, l.one_pass[c].total});
           l.one_pass[c].total += entries[t].numel / entries[t].share_block;
           if (c == 2)
-            segments = std::max(segments, (entries[t].share_block + share::kSumSegment - 1) /
-                                              share::kSumSegment);
+            segments = std::max(
+                segments, (entries[t].share_block + share::kSumSegment - 1) / share::kSumSegment);
         }
       for (int c = 0; c < 3; ++c) {
         l.one_pass[c].count = std::uint32_t(one_pass_spans[c].size());
@@ -925,9 +928,9 @@ class Cuda::Backend {
             cfg.attrs = &at;
             cfg.numAttrs = 1;
             ALLOY_CUDA_CHECK(cudaLaunchKernelEx(
-                &cfg, shared_one_pass_kernel<E, Rule, 4, true>, tables_.entries.template as<TensorEntry>(),
-                op.spans.template as<SharedSpan>(), op.count, op.total,
-                tables_.scalars.template as<Scalars>(),
+                &cfg, shared_one_pass_kernel<E, Rule, 4, true>,
+                tables_.entries.template as<TensorEntry>(), op.spans.template as<SharedSpan>(),
+                op.count, op.total, tables_.scalars.template as<Scalars>(),
                 tables_.global_step.template as<std::uint32_t>(), seed_, rounding_purpose,
                 tables_.format_tables.get()));
           }
@@ -998,7 +1001,8 @@ class Cuda::Backend {
     DType param, grad;
     unsigned blocks = 0;
     detail::Buffer chunks, worker_begin;
-    OnePass one_pass[3];  // share::PerBlock's one-pass tensors: kOnePassRuns, cluster (not in chunks)
+    OnePass
+        one_pass[3];  // share::PerBlock's one-pass tensors: kOnePassRuns, cluster (not in chunks)
   };
   /// The kernel that sizes the grid: the rule's update of this gradient source.
   using PrimaryKind = typename Grad::template UpdateKind<Rule, Format>;

@@ -161,11 +161,13 @@ struct LaneGroup {
 };
 #endif
 
-/// Tile width (elements per CUDA thread) of block-quantized formats, by parameter width: 8 for
-/// fp32 parameters (a 256-element block is one warp), 16 for 16-bit ones (more bytes in flight
-/// per thread). bench/tune.sh sweeps them (docs/policies/int8.md).
+/// Tile width (elements per CUDA thread) of block-quantized formats, by parameter width: 16
+/// (a 256-element block is 16 lanes), which keeps more bytes in flight per thread than two
+/// 8-element tiles at the same registers: with fp::Fast, fp32 parameters ran at 0.879 / 0.903 of
+/// copy (flat / llama1b) against 0.837 / 0.878 with 8-element tiles two deep (H100,
+/// 2026-11-26). bench/tune.sh sweeps them (docs/policies/int8.md).
 #ifndef ALLOY_BLOCK_TILE_FP32
-#define ALLOY_BLOCK_TILE_FP32 8
+#define ALLOY_BLOCK_TILE_FP32 16
 #endif
 #ifndef ALLOY_BLOCK_TILE_16BIT
 #define ALLOY_BLOCK_TILE_16BIT 16
@@ -294,7 +296,10 @@ struct Moments<Format, K, N, false, All> {
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
-        for (int j = 0; j < N; ++j) q[k][j] = Format::encode(tab, k, x[k][j], inv);
+        // Elements past `valid` are not stored, and their values (computed from zero-filled
+        // inputs) are not under the absmax: they encode a zero, so every encoded value is.
+        for (int j = 0; j < N; ++j)
+          q[k][j] = Format::encode(tab, k, j < valid ? x[k][j] : 0.f, inv);
         io::store_tile<Vec>(static_cast<std::uint8_t*>(t.state[k]) + i0, q[k], valid);
         if (i0 % B == 0) static_cast<float*>(t.scale[k])[i0 / B] = a;
       }
@@ -459,6 +464,10 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
   using GradKindTraits<Rule, Format, PT, PR>::kRandom;
   using Small = SharedStep<Rule, typename SmallFormat<Format>::type, PT, GT, PR>;
   static constexpr int kVec = ElementStep<Rule, Format, PT, GT, PR>::kVec;
+  /// Tiles run fp::Fast first (for_each_element) with block formats and 16-bit parameters. With
+  /// fp32 parameters the one-pass kernel's 64-register budget spilled with both arithmetics in
+  /// it, and llama1b's Int8 row ran at 0.800 of copy against 0.822 without (H100, 2026-11-26).
+  static constexpr bool kFastFirst = !Format::kElementwise && sizeof(PT) == 2;
 
   template <int N>
   using M = Moments<Format, 1, N, Format::kElementwise, kAllMoments<Rule>>;
@@ -500,7 +509,7 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
                                      const Pass<Args>& pass, const float (&v)[N], int valid = N) {
       const RandomStream rng = pass.rounding(t.key);
       ParamOut<PT, PR, N> out;
-      for_each_element<N, !Format::kElementwise>(
+      for_each_element<N, kFastFirst>(
           [&](int j, auto&& ar) {
             float pj = to_float(this->p[j]);
             float m0 = this->m.get(0, j, pass.tables);
