@@ -571,9 +571,9 @@ __global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 
     float vb[N];
 #pragma unroll
     for (int j = 0; j < N; ++j) vb[j] = v_new[half];
-      // Lanes past the block's end skip the update: with a block format, whole warps (blocks are
-      // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
 #pragma unroll
+    // Lanes past the block's end skip the update: with a block format, whole warps (blocks are
+    // whole quantization blocks), so the warp's absmax reduction never sees a partial warp.
     for (int k = 0; k < K; ++k) {
       const std::uint64_t i0 =
           base + first + std::uint64_t(lane) * N + std::uint64_t(k) * kRunStride;

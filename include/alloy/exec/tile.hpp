@@ -539,7 +539,7 @@ template <class E>
 ALLOY_HD void scalar_range(const TensorEntry& t, std::uint64_t begin, std::uint64_t end,
                            const typename E::Scalars& s, const Pass<typename E::Args>& pass) {
   for (std::uint64_t i = begin; i < end; ++i) {
-    typename E::template Tile<1> tile;
+    typename E::template Tile<1> tile{};  // zeroed: moments a tensor does not keep stay unread
     tile.template load<false, false, false>(t, i);
     tile.template update_store<false, false>(t, i, s, pass);
   }
