@@ -1001,8 +1001,8 @@ class Cuda::Backend {
     DType param, grad;
     unsigned blocks = 0;
     detail::Buffer chunks, worker_begin;
-    OnePass
-        one_pass[3];  // share::PerBlock's one-pass tensors: kOnePassRuns, cluster (not in chunks)
+    // share::PerBlock's one-pass tensors, by class: kOnePassRuns, cluster (not in chunks).
+    OnePass one_pass[3];
   };
   /// The kernel that sizes the grid: the rule's update of this gradient source.
   using PrimaryKind = typename Grad::template UpdateKind<Rule, Format>;
