@@ -82,14 +82,10 @@ ALLOY_HD bool in_range_abs(float x, float lo, float hi) {
 struct Fast {
   bool ok = true;
 
-  /// Division domain: b in [2^-62, 2^62] and a = +-0 or |a| in [2^-62, 2^62].
-  static constexpr float kDivLo = 0x1p-62f, kDivHi = 0x1p62f;
-  /// Square-root domain: v in [2^-100, 2^100].
-  static constexpr float kSqrtLo = 0x1p-100f, kSqrtHi = 0x1p100f;
-
   __device__ void require(bool c) { ok &= c; }
-  /// a / b: the reciprocal refined by one Newton step, the quotient, its exact remainder and one
-  /// correction. The remainder is taken as b q - a (not a - b q) so that -0 / b stays -0.
+  /// a / b, for b in [2^-62, 2^62] and a = +-0 or |a| in [2^-62, 2^62]: the reciprocal refined by
+  /// one Newton step, the quotient, its exact remainder and one correction. The remainder is taken
+  /// as b q - a (not a - b q) so that -0 / b stays -0.
   __device__ float div(float a, float b) const {
     float r;
     asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
@@ -97,8 +93,8 @@ struct Fast {
     const float q = __fmul_rn(a, r);
     return __fmaf_rn(-r, __fmaf_rn(b, q, -a), q);
   }
-  /// sqrt(v): s = v / sqrt(v) from the reciprocal square root, then one correction by the exact
-  /// residual v - s^2.
+  /// sqrt(v), for v in [2^-100, 2^100]: s = v / sqrt(v) from the reciprocal square root, then one
+  /// correction by the exact residual v - s^2.
   __device__ float sqrt(float v) const {
     float y;
     asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(v));
