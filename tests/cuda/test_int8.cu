@@ -64,3 +64,32 @@ TEST_CASE("Int8Blockwise AdamW: tiles outside the fast arithmetic's domain equal
     tw.check_equal();
   }
 }
+
+TEST_CASE("Int8Blockwise on sm_90: the step kernels stage their next tiles in shared memory") {
+  // The cases above check the staged path's results; this checks they ran it: on sm_90 the
+  // kernels of 8-bit AdamW and Sgd (momentum) are given TileStage's buffers (whose presence
+  // turns staging on in the kernel), sized by the stages of their parameter width.
+  cudaDeviceProp prop{};
+  REQUIRE(cudaGetDeviceProperties(&prop, 0) == cudaSuccess);
+  const auto bytes = [&]<class Rule, class PT>() {
+    using E = alloy::exec::ElementStep<Rule, alloy::state::Int8Blockwise<>, PT, PT,
+                                       alloy::Rounding::nearest>;
+    constexpr alloy::exec::Tuning tune = alloy::exec::tuning_sm90<E>();
+    using St = alloy::exec::TileStage<E, tune.threads>;
+    static_assert(St::kStages == alloy::exec::kBlockStages<PT> && St::kStages >= 2);
+    const int got =
+        alloy::exec::step_kernel_shared_bytes<E, typename Rule::Scalars, tune.threads, tune.unroll>(
+            0);
+    // A tile's bytes per thread: parameter, gradient, one code per moment, one absmax each.
+    const int per_thread = St::N * int(2 * sizeof(PT)) + St::K * (St::N + 4);
+    return std::tuple{got, St::kBytes, per_thread * tune.threads * St::kStages};
+  };
+  for (const auto& [got, want, count] : {bytes.operator()<alloy::rule::AdamW, float>(),
+                                         bytes.operator()<alloy::rule::AdamW, alloy::bf16>(),
+                                         bytes.operator()<alloy::rule::Sgd, float>()}) {
+    CHECK(want == count);
+    CHECK(want > 48 * 1024);  // above the default limit: the attribute was needed and set
+    if (prop.major == 9) CHECK(got == want);
+    else CHECK((got == 0 || got == want));
+  }
+}

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -20,6 +21,7 @@
 #include "../share/per_block.hpp"
 #include "dispatch.hpp"
 #include "plan.hpp"
+#include "stage.cuh"
 #include "tile.hpp"
 
 ALLOY_NAMESPACE_BEGIN
@@ -106,7 +108,8 @@ struct Tuning {
 #define ALLOY_SM90_SMALL_UNROLL 1
 #endif
 // Threads per SM the block-quantized step kernels must fit (__launch_bounds__' minimum blocks
-// times the block size): 512 caps them at 128 registers.
+// times the block size): 512 caps them at 128 registers. (With staging, shared memory leaves one
+// 256-thread block per SM; lifting the cap to 255 registers ran within -1%..+0.5%, 2026-11-26.)
 #ifndef ALLOY_BLOCK_MIN_THREADS_PER_SM
 #define ALLOY_BLOCK_MIN_THREADS_PER_SM 512
 #endif
@@ -209,12 +212,66 @@ __device__ __forceinline__ void block_range(const TensorEntry& t, const typename
   }
 }
 
-/// One tensor range by E's tiles, with vector loads where its pointers allow.
+/// Block formats with staging (kStagedKind, sm_90): the whole blocks of [begin, end) in
+/// block_range's tiles. Each warp copies its 32 lanes' tiles St::kStages - 1 iterations
+/// ahead into their slots of `stage` (TileStage: every copy instruction reads consecutive
+/// memory), and each lane reads its tile from there when its turn comes, so that the loads of
+/// the next tiles are in flight while it computes. Then the tensor's last partial block, if
+/// any, by block_range. Parameter and gradient 16-byte aligned.
+template <class E, int kThreads, int kUnroll>
+__device__ __forceinline__ void staged_block_range(const TensorEntry& t,
+                                                   const typename E::Scalars& s,
+                                                   const Pass<typename E::Args>& pass,
+                                                   std::uint64_t begin, std::uint64_t end,
+                                                   char* stage) {
+  using St = TileStage<E, kThreads>;
+  constexpr int N = St::N, B = St::B, L = B / N, S = St::kStages;
+  static_assert(S >= 2 && kThreads % 32 == 0);
+  const std::uint64_t whole = (end - begin) / B, slots = whole * L;
+  const unsigned lane = threadIdx.x & 31u;
+  // Slot w0 + lane for each lane; the loop runs warp-uniform (w0 is the warp's first slot).
+  const auto fetch = [&](int b, std::uint64_t w0) {
+    if (w0 < slots)
+      St::fetch(stage + b * St::kBuffer, t, begin + w0 * N,
+                unsigned(slots - w0 < 32 ? slots - w0 : 32));
+    async::commit();  // possibly empty: every thread counts the same groups
+  };
+  __syncwarp();  // every lane has read the buffers the previous range left
+  std::uint64_t ahead = threadIdx.x - lane;  // the warp's next slots to fetch
+#pragma unroll
+  for (int u = 0; u < S - 1; ++u, ahead += kThreads) fetch(u, ahead);
+  int buf = 0;  // the buffer holding the slots of w0
+  for (std::uint64_t w0 = threadIdx.x - lane; w0 < slots; w0 += kThreads, ahead += kThreads) {
+    async::wait<S - 2>();  // this thread's copies into `buf` are complete ...
+    __syncwarp();          // ... and every lane's, visible to all; the buffer read one
+                           // iteration ago is free (every lane's reads of it are done)
+    fetch(buf == 0 ? S - 1 : buf - 1, ahead);
+    if (w0 + lane < slots) {
+      typename St::Tile tile;
+      St::read(stage + buf * St::kBuffer, t, tile);
+      tile.template update_store<true, true, LaneGroup<L>>(t, begin + (w0 + lane) * N, s, pass, N);
+    }
+    buf = buf + 1 == S ? 0 : buf + 1;
+  }
+  if (whole * B < end - begin)
+    block_range<E, kThreads, kUnroll, true, true>(t, s, pass, begin + whole * B, end);
+}
+
+/// One tensor range by E's tiles, with vector loads where its pointers allow; `stage`: the
+/// staging buffers where E's tiles are staged on this device code, else null.
 template <class E, int kThreads, int kUnroll>
 __device__ __forceinline__ void tensor_range(const TensorEntry& t, const typename E::Scalars& s,
                                              const Pass<typename E::Args>& pass,
-                                             std::uint64_t begin, std::uint64_t end) {
+                                             std::uint64_t begin, std::uint64_t end,
+                                             char* stage = nullptr) {
   const bool vp = t.flags & kParamAligned16, vg = t.flags & kGradAligned16;
+#if ALLOY_STAGE_ARCH
+  if constexpr (kStagedKind<E>)
+    if (stage && vp && vg)
+      return staged_block_range<E, kThreads, kUnroll>(t, s, pass, begin, end, stage);
+#else
+  (void)stage;
+#endif
   const auto go = [&]<bool VP, bool VG>() {
     if constexpr (kBlockKind<E>) block_range<E, kThreads, kUnroll, VP, VG>(t, s, pass, begin, end);
     else step_range<E, kThreads, kUnroll, VP, VG>(t, s, pass, begin, end);
@@ -237,7 +294,8 @@ __device__ __forceinline__ const void* stage_tables(Tables& shared, const void* 
 }
 
 /// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
-/// Block formats stage their tables in shared memory first, and run tensors below the size
+/// Block formats copy their tables into shared memory first, stage their tiles in the dynamic
+/// shared memory the launch gives (staged_block_range), and run tensors below the size
 /// threshold (kSmallState) with E::Small in the same launch. Block formats: at least 512
 /// threads per SM (at most 128 registers; left free, ptxas gave the 8-bit kernels with 16-bit
 /// parameters 144, one 256-thread block per SM). Other kinds: minimum 0, ptxas's own choice
@@ -249,9 +307,17 @@ __global__ void __launch_bounds__(kThreads,
     step_kernel(const __grid_constant__ StepParams<E, RuleScalars> prm) {
   Pass<typename E::Args> pass{prm.seed, *prm.global_step + prm.step_offset, prm.rounding_purpose,
                               prm.args};
+  char* stage = nullptr;  // staging buffers (dynamic shared memory: step_kernel_shared_bytes)
   if constexpr (kBlockKind<E>) {
     __shared__ typename E::State::Tables tables;
     pass.tables = stage_tables<kThreads>(tables, prm.tables);
+#if ALLOY_STAGE_ARCH
+    if constexpr (kStagedKind<E>) {
+      extern __shared__ __align__(16) char dynamic_shared[];
+      if (async::dynamic_shared_bytes() >= unsigned(TileStage<E, kThreads>::kBytes))
+        stage = dynamic_shared;
+    }
+#endif
   }
   const std::uint32_t first = prm.worker_begin[blockIdx.x], last = prm.worker_begin[blockIdx.x + 1];
   for (std::uint32_t c = first; c < last; ++c) {
@@ -266,7 +332,39 @@ __global__ void __launch_bounds__(kThreads,
         continue;
       }
     }
-    tensor_range<E, kThreads, kUnroll>(t, s, pass, ch.begin, ch.end);
+    tensor_range<E, kThreads, kUnroll>(t, s, pass, ch.begin, ch.end, stage);
+  }
+}
+
+/// Dynamic shared memory of E's step kernel on the current device `device`: TileStage's buffers
+/// where the kernel's device code can stage (ALLOY_STAGE_ARCH) and one thread block's shared
+/// memory on the device holds them besides the kernel's own, else 0 (the kernel then loads its
+/// tiles straight). The first call per device allows the kernel that much (above the default
+/// 48 KB).
+template <class E, class Scalars, int kThreads, int kUnroll>
+int step_kernel_shared_bytes(int device) {
+  constexpr int bytes = staged_bytes<E, kThreads>();
+  if constexpr (bytes == 0) {
+    return 0;
+  } else {
+    static std::atomic<int> known[64];  // per device: bytes + 1, 0 until asked
+    if (device >= 0 && device < 64)
+      if (const int k = known[device].load(std::memory_order_relaxed)) return k - 1;
+    const auto kernel = step_kernel<E, Scalars, kThreads, kUnroll>;
+    cudaFuncAttributes a{};
+    ALLOY_CUDA_CHECK(cudaFuncGetAttributes(&a, kernel));
+    int optin = 0;
+    ALLOY_CUDA_CHECK(
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    const int use =
+        a.ptxVersion >= kStageMinPtxVersion && a.sharedSizeBytes + bytes <= std::size_t(optin)
+            ? bytes
+            : 0;
+    if (use)
+      ALLOY_CUDA_CHECK(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, use));
+    if (device >= 0 && device < 64) known[device].store(use + 1, std::memory_order_relaxed);
+    return use;
   }
 }
 
@@ -776,9 +874,10 @@ class Cuda::Backend {
         using E = typename PrimaryKind::template type<PT, GT, PR>;
         constexpr Tuning tune = tuning_sm90<E>();
         auto kernel = step_kernel<E, Scalars, tune.threads, tune.unroll>;
+        const int shared = step_kernel_shared_bytes<E, Scalars, tune.threads, tune.unroll>(device_);
         int per_sm = 0;
         ALLOY_CUDA_CHECK(
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, tune.threads, 0));
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, tune.threads, shared));
         l.blocks = blocks_override_ ? blocks_override_ : unsigned(std::max(1, per_sm) * sms);
       });
       std::vector<std::uint32_t> members;
@@ -899,7 +998,9 @@ class Cuda::Backend {
                                    args,
                                    tables_.format_tables.get()};
         step_kernel<E, Scalars, tune.threads, tune.unroll>
-            <<<l.blocks, tune.threads, 0, stream>>>(prm);
+            <<<l.blocks, tune.threads,
+               step_kernel_shared_bytes<E, Scalars, tune.threads, tune.unroll>(device_), stream>>>(
+                prm);
         ALLOY_CUDA_CHECK(cudaGetLastError());
         if constexpr (Share::kSharesSecondMoment && std::is_same_v<Args, NoArgs>) {
           const auto one_pass_launch = [&]<int K>(const OnePass& op) {

@@ -1,0 +1,205 @@
+// Staging a thread's next tile in shared memory with asynchronous copies (cp.async, sm_80+), so
+// that its global loads are in flight while the thread computes the tile before it. Used by the
+// CUDA executor for block-quantized state, whose kernels wait on global memory more than they
+// issue (docs/policies/int8.md).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "tile.hpp"
+
+ALLOY_NAMESPACE_BEGIN
+namespace exec {
+
+// Staging buffers (tiles per thread staged ahead of the one being computed, plus one), by
+// parameter width; below 2 turns staging off (tiles load straight into registers). 4: three
+// tiles in flight per thread while it computes the fourth; the buffers (106 KB with 16-bit
+// parameters, 172 KB with fp32, besides the 26 KB of tables) leave one 256-thread block per SM.
+// On the H100 (2026-11-26, docs/policies/int8.md) that ran the 8-bit AdamW rows at 0.90-0.915
+// of copy; 2 buffers (two blocks per SM) at 0.85-0.91, 3 at 0.83-0.91, 6 (16-bit) at 0.88-0.89.
+#ifndef ALLOY_BLOCK_STAGES_FP32
+#define ALLOY_BLOCK_STAGES_FP32 4
+#endif
+#ifndef ALLOY_BLOCK_STAGES_16BIT
+#define ALLOY_BLOCK_STAGES_16BIT 4
+#endif
+template <class PT>
+inline constexpr int kBlockStages = sizeof(PT) == 4 ? ALLOY_BLOCK_STAGES_FP32
+                                                    : ALLOY_BLOCK_STAGES_16BIT;
+
+/// Whether the device code being compiled can stage tiles (cp.async: sm_80 and later). It does
+/// where the launch gives it TileStage's buffers (dynamic shared memory, which the host gives
+/// where the device holds them: step_kernel_shared_bytes), and loads tiles straight otherwise.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define ALLOY_STAGE_ARCH 1
+#else
+#define ALLOY_STAGE_ARCH 0
+#endif
+inline constexpr int kStageMinPtxVersion = 80;
+
+namespace async {
+/// Bytes of dynamic shared memory the running launch was given.
+__device__ __forceinline__ unsigned dynamic_shared_bytes() {
+  unsigned n;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(n));
+  return n;
+}
+/// Copies Bytes (4, 8 or 16) from global memory to shared memory without the registers,
+/// through L1 (.ca). (The L1-bypassing form for 16 bytes, .cg, ran the 8-bit AdamW kernels at
+/// 0.66-0.71 of copy against 0.85-0.88 with .ca, coalesced or not; H100, 2026-11-26.)
+template <int Bytes>
+__device__ __forceinline__ void copy(void* shared, const void* global) {
+  static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16);
+  const auto s = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(s), "l"(global), "n"(Bytes)
+               : "memory");
+}
+/// Closes the group of copies issued since the last commit (possibly none).
+__device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+/// Waits until at most `Pending` of this thread's committed groups are still in flight; the
+/// completed groups' data is then visible to this thread.
+template <int Pending>
+__device__ __forceinline__ void wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(Pending) : "memory");
+}
+}  // namespace async
+
+/// One array of Bytes per thread in a staging buffer, kept as pieces of W bytes (the widest of
+/// 16, 8, 4 dividing Bytes) piece-major ([piece][thread]), so that the threads of a warp read
+/// their own arrays at consecutive addresses: one shared-memory wavefront per 8 threads (16-byte
+/// pieces).
+template <int Bytes, int kThreads>
+struct StagedArray {
+  static constexpr int W = Bytes % 16 == 0 ? 16 : Bytes % 8 == 0 ? 8 : 4;
+  static constexpr int P = Bytes / W;  // pieces per thread
+  static_assert(Bytes % W == 0 && Bytes >= 4, "staged arrays are whole 4-byte words");
+  static constexpr int kSize = Bytes * kThreads;  // bytes of the region, all threads
+
+  /// Issues the copies of this thread's own array (src: global, aligned to W).
+  __device__ static void fetch(char* region, const void* src) {
+#pragma unroll
+    for (int i = 0; i < P; ++i)
+      async::copy<W>(region + slot(i, threadIdx.x) * W, static_cast<const char*>(src) + i * W);
+  }
+  /// Issues this lane's share of the copies of its warp's arrays, which lie one after another
+  /// in global memory from `src` (aligned to W); the first `owners` lanes have one (`Partial`:
+  /// owners may be below 32). Lane c copies the pieces c, c + 32, ... of those bytes, each into
+  /// the slot of the lane owning it, so that every copy instruction of the warp reads 32
+  /// consecutive pieces. The owners see the data after async::wait and a __syncwarp.
+  template <bool Partial>
+  __device__ static void fetch_warp(char* region, const void* src, unsigned owners) {
+    static_assert(P <= 4, "a warp's copy rows must start on multiples of 8 owners");
+    // Piece r * 32 + lane belongs to lane (32 / P) * r + lane / P, as its piece lane % P: the
+    // row does not depend on r, and the column only by a multiple of 8 (untouched by slot's
+    // XOR), so every copy is one base address plus a constant.
+    const unsigned lane = threadIdx.x & 31u, part = lane % P, owner0 = lane / P;
+    char* dst = region + slot(part, threadIdx.x - lane + owner0) * W;
+    const char* from = static_cast<const char*>(src) + lane * W;
+#pragma unroll
+    for (int r = 0; r < P; ++r)
+      if (!Partial || owner0 + (32u / P) * r < owners)
+        async::copy<W>(dst + (32 / P) * r * W, from + 32 * r * W);
+  }
+  /// This thread's array from the region into dst (registers).
+  __device__ static void read(const char* region, void* dst) {
+    using Word = typename io::Word<W>::type;
+#pragma unroll
+    for (int i = 0; i < P; ++i) {
+      const Word x = *reinterpret_cast<const Word*>(region + slot(i, threadIdx.x) * W);
+      std::memcpy(static_cast<char*>(dst) + i * W, &x, W);
+    }
+  }
+  /// The slot of piece `part` of thread `thread`'s array: row `part`, the thread's column with
+  /// its low three bits XORed by part * 8 / P. Reads (8 consecutive threads, one piece) and the
+  /// warp's copies (8 consecutive lanes: 8 / P threads, P pieces each) then both fall on 8
+  /// distinct 16-byte bank groups.
+  __device__ static unsigned slot(unsigned part, unsigned thread) {
+    return part * kThreads + (thread ^ (part * (8u / P)));
+  }
+};
+
+/// Staging of the tiles of element kind E (block-quantized state, tiles with a parameter array
+/// p, a gradient array g, codes m.q[k] and block absmax m.absmax[k]) for kThreads threads: a
+/// buffer holds one tile per thread; kStages buffers make the dynamic shared memory.
+template <class E, int kThreads>
+struct TileStage {
+  static constexpr int N = E::kVec, B = E::State::kBlock;
+  using Tile = typename E::template Tile<N>;
+  using PT = std::remove_extent_t<decltype(Tile::p)>;
+  static constexpr int kStages = kBlockStages<PT>;
+  using GT = std::remove_extent_t<decltype(Tile::g)>;
+  using Moments = decltype(Tile::m);
+  static constexpr int K = int(std::extent_v<decltype(Moments::q)>);
+  using P = StagedArray<int(N * sizeof(PT)), kThreads>;
+  using G = StagedArray<int(N * sizeof(GT)), kThreads>;
+  using Q = StagedArray<N, kThreads>;
+  using A = StagedArray<4, kThreads>;
+  static constexpr int kQ = P::kSize + G::kSize;                     // offset of the codes
+  static constexpr int kA = kQ + K * Q::kSize;                       // offset of the absmax
+  static constexpr int kBuffer = kA + K * A::kSize;                  // bytes of one buffer
+  static constexpr int kBytes = kStages > 0 ? kBuffer* kStages : 0;  // dynamic shared memory
+  static_assert(kBuffer % 16 == 0);
+
+  /// Issues the copies of the warp's tiles into `buffer`: the tiles at elements i0, i0 + N, ...
+  /// of t for its first `owners` lanes (whole tiles of whole blocks; parameter and gradient
+  /// 16-byte aligned, i0 % N == 0).
+  __device__ static void fetch(char* buffer, const TensorEntry& t, std::uint64_t i0,
+                               unsigned owners) {
+    if (owners == 32) fetch_warp<false>(buffer, t, i0, owners);
+    else fetch_warp<true>(buffer, t, i0, owners);
+  }
+  template <bool Partial>
+  __device__ static void fetch_warp(char* buffer, const TensorEntry& t, std::uint64_t i0,
+                                    unsigned owners) {
+    P::template fetch_warp<Partial>(buffer, static_cast<const PT*>(t.param) + i0, owners);
+    G::template fetch_warp<Partial>(buffer + P::kSize, static_cast<const GT*>(t.grad) + i0, owners);
+    const unsigned lane = threadIdx.x & 31u;
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (Moments::kept(t, k)) {
+        Q::template fetch_warp<Partial>(buffer + kQ + k * Q::kSize,
+                                        static_cast<const std::uint8_t*>(t.state[k]) + i0, owners);
+        if (!Partial || lane < owners)
+          A::fetch(buffer + kA + k * A::kSize,
+                   static_cast<const float*>(t.scale[k]) + (i0 + lane * N) / B);
+      }
+  }
+  /// This thread's tile from `buffer` (after async::wait and __syncwarp).
+  __device__ static void read(const char* buffer, const TensorEntry& t, Tile& tile) {
+    P::read(buffer, tile.p);
+    G::read(buffer + P::kSize, tile.g);
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (Moments::kept(t, k)) {
+        Q::read(buffer + kQ + k * Q::kSize, tile.m.q[k]);
+        A::read(buffer + kA + k * A::kSize, &tile.m.absmax[k]);
+      }
+  }
+};
+
+/// Whether E's tiles can be staged: block-quantized state and tiles of the GradTile layout
+/// (parameter, gradient, codes, absmax), with staging on.
+template <class E>
+inline constexpr bool kStagedKind = false;
+template <class E>
+requires(kBlockKind<E>&& kBlockStages<typename E::Param> >= 2 &&
+         requires(typename E::template Tile<E::kVec> t) {
+           t.p;
+           t.g;
+           t.m.q;
+           t.m.absmax;
+         }) inline constexpr bool kStagedKind<E> = true;
+
+/// Dynamic shared memory of E's step kernel with kThreads threads (0 without staging).
+template <class E, int kThreads>
+constexpr int staged_bytes() {
+  if constexpr (kStagedKind<E>) return TileStage<E, kThreads>::kBytes;
+  else return 0;
+}
+
+}  // namespace exec
+ALLOY_NAMESPACE_END
