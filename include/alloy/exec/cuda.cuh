@@ -267,8 +267,7 @@ __device__ __forceinline__ void tensor_range(const TensorEntry& t, const typenam
   const bool vp = t.flags & kParamAligned16, vg = t.flags & kGradAligned16;
 #if ALLOY_STAGE_ARCH
   if constexpr (kStagedKind<E>)
-    if (stage && vp && vg)
-      return staged_block_range<E, kThreads, kUnroll>(t, s, pass, begin, end, stage);
+    if (vp && vg) return staged_block_range<E, kThreads, kUnroll>(t, s, pass, begin, end, stage);
 #else
   (void)stage;
 #endif
@@ -314,8 +313,7 @@ __global__ void __launch_bounds__(kThreads,
 #if ALLOY_STAGE_ARCH
     if constexpr (kStagedKind<E>) {
       extern __shared__ __align__(16) char dynamic_shared[];
-      if (async::dynamic_shared_bytes() >= unsigned(TileStage<E, kThreads>::kBytes))
-        stage = dynamic_shared;
+      stage = dynamic_shared;
     }
 #endif
   }
@@ -337,10 +335,12 @@ __global__ void __launch_bounds__(kThreads,
 }
 
 /// Dynamic shared memory of E's step kernel on the current device `device`: TileStage's buffers
-/// where the kernel's device code can stage (ALLOY_STAGE_ARCH) and one thread block's shared
-/// memory on the device holds them besides the kernel's own, else 0 (the kernel then loads its
-/// tiles straight). The first call per device allows the kernel that much (above the default
-/// 48 KB).
+/// where the kernel's device code stages (ALLOY_STAGE_ARCH: its PTX is for sm_90, sm_100 or
+/// sm_103), else 0. The first call per device allows the kernel that much (above the default
+/// 48 KB). A device that cannot give it (such code compiled just in time for a device with less
+/// shared memory) is refused with an alloy::Error: the kernel stages unconditionally (a
+/// fallback copy of the tile code in the same kernel made its staged path 5% slower on the
+/// 8-bit bf16 rows, H100, 2026-11-26).
 template <class E, class Scalars, int kThreads, int kUnroll>
 int step_kernel_shared_bytes(int device) {
   constexpr int bytes = staged_bytes<E, kThreads>();
@@ -353,16 +353,21 @@ int step_kernel_shared_bytes(int device) {
     const auto kernel = step_kernel<E, Scalars, kThreads, kUnroll>;
     cudaFuncAttributes a{};
     ALLOY_CUDA_CHECK(cudaFuncGetAttributes(&a, kernel));
-    int optin = 0;
-    ALLOY_CUDA_CHECK(
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    const int use =
-        a.ptxVersion >= kStageMinPtxVersion && a.sharedSizeBytes + bytes <= std::size_t(optin)
-            ? bytes
-            : 0;
-    if (use)
+    const int use = stages_on_ptx(a.ptxVersion) ? bytes : 0;
+    if (use) {
+      int optin = 0;
+      ALLOY_CUDA_CHECK(
+          cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+      if (a.sharedSizeBytes + std::size_t(use) > std::size_t(optin))
+        detail::fail("the ", E::State::kName, " step kernel was compiled for sm_", a.ptxVersion,
+                     " and stages its tiles in ", a.sharedSizeBytes + use,
+                     " bytes of shared memory per thread block, but cuda:", device, " allows ",
+                     optin,
+                     ": build alloy's kernels for this device's architecture "
+                     "(CMAKE_CUDA_ARCHITECTURES / nvcc -arch)");
       ALLOY_CUDA_CHECK(
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, use));
+    }
     if (device >= 0 && device < 64) known[device].store(use + 1, std::memory_order_relaxed);
     return use;
   }

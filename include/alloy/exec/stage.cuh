@@ -31,23 +31,21 @@ template <class PT>
 inline constexpr int kBlockStages = sizeof(PT) == 4 ? ALLOY_BLOCK_STAGES_FP32
                                                     : ALLOY_BLOCK_STAGES_16BIT;
 
-/// Whether the device code being compiled can stage tiles (cp.async: sm_80 and later). It does
-/// where the launch gives it TileStage's buffers (dynamic shared memory, which the host gives
-/// where the device holds them: step_kernel_shared_bytes), and loads tiles straight otherwise.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+/// Whether the device code being compiled stages tiles: PTX for sm_90 and the data-center
+/// Blackwells (sm_100, sm_103), whose 228 KB of shared memory per SM hold the buffers and tables
+/// (the kernels were tuned on sm_90). The host asks the compiled kernel
+/// (cudaFuncAttributes::ptxVersion) which it got: stages_on_ptx.
+#if defined(__CUDA_ARCH__) && \
+    (__CUDA_ARCH__ == 900 || __CUDA_ARCH__ == 1000 || __CUDA_ARCH__ == 1030)
 #define ALLOY_STAGE_ARCH 1
 #else
 #define ALLOY_STAGE_ARCH 0
 #endif
-inline constexpr int kStageMinPtxVersion = 80;
+constexpr bool stages_on_ptx(int ptx_version) {
+  return ptx_version == 90 || ptx_version == 100 || ptx_version == 103;
+}
 
 namespace async {
-/// Bytes of dynamic shared memory the running launch was given.
-__device__ __forceinline__ unsigned dynamic_shared_bytes() {
-  unsigned n;
-  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(n));
-  return n;
-}
 /// Copies Bytes (4, 8 or 16) from global memory to shared memory without the registers,
 /// through L1 (.ca). (The L1-bypassing form for 16 bytes, .cg, ran the 8-bit AdamW kernels at
 /// 0.66-0.71 of copy against 0.85-0.88 with .ca, coalesced or not; H100, 2026-11-26.)
