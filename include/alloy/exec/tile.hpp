@@ -214,13 +214,17 @@ inline constexpr bool kAllMoments = requires {
 /// each element's stored value on its own. Block formats (Int8Blockwise): codes plus the
 /// block's absmax; new values are collected, then re-quantized together against the new absmax
 /// of their block (store()). A tile never straddles a block: N divides Block, or Block divides N.
-template <class Format, int K, int N, bool Elementwise = Format::kElementwise, bool All = false>
-struct Moments {
-  using S = typename Format::Stored;
-  S m[K > 0 ? K : 1][N];
-
+template <bool All>
+struct MomentsKept {
   /// Whether tensor t keeps moment k (All: every moment, known at compile time).
   ALLOY_HD static bool kept(const TensorEntry& t, int k) { return All || k < int(t.moments); }
+};
+
+template <class Format, int K, int N, bool Elementwise = Format::kElementwise, bool All = false>
+struct Moments : MomentsKept<All> {
+  using S = typename Format::Stored;
+  using MomentsKept<All>::kept;
+  S m[K > 0 ? K : 1][N];
 
   template <bool Vec>
   ALLOY_HD void load(const TensorEntry& t, std::uint64_t i0, int valid) {
@@ -249,14 +253,13 @@ struct Moments {
 };
 
 template <class Format, int K, int N, bool All>
-struct Moments<Format, K, N, false, All> {
+struct Moments<Format, K, N, false, All> : MomentsKept<All> {
   static constexpr int B = Format::kBlock;
   static_assert(B % N == 0 || N % B == 0, "a tile must not straddle a quantization block");
   using Tables = typename Format::Tables;
+  using MomentsKept<All>::kept;
   std::uint8_t q[K > 0 ? K : 1][N];
   float x[K > 0 ? K : 1][N];
-
-  ALLOY_HD static bool kept(const TensorEntry& t, int k) { return All || k < int(t.moments); }
   float absmax[K > 0 ? K : 1];  // of the block of element i0 (N <= B) when loaded
 
   template <bool Vec>
@@ -421,6 +424,8 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
                                                 ? (sizeof(PT) < sizeof(S) ? sizeof(PT) : sizeof(S))
                                                 : (sizeof(GT) < sizeof(S) ? sizeof(GT) : sizeof(S));
   static constexpr int kVec = kBlockState ? kBlockTile<PT> : int(16 / kNarrowest);
+  /// Tiles run fp::Fast first (for_each_element) with block formats.
+  static constexpr bool kFastFirst = kBlockState;
 
   /// A tile of N consecutive elements starting at index i0 of one tensor.
   template <int N>
@@ -434,7 +439,7 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
                                const Pass<Args>& pass, int valid = N) {
       const RandomStream rng = pass.rounding(t.key);
       ParamOut<PT, PR, N> out;
-      for_each_element<N, kBlockState>(
+      for_each_element<N, kFastFirst>(
           [&](int j, auto&& ar) {
             float pj = to_float(this->p[j]);
             float mj[K > 0 ? K : 1];
