@@ -19,8 +19,8 @@ namespace exec {
 // parameter width; below 2 turns staging off (tiles load straight into registers). 4: three
 // tiles in flight per thread while it computes the fourth; the buffers (106 KB with 16-bit
 // parameters, 172 KB with fp32, besides the 26 KB of tables) leave one 256-thread block per SM.
-// On the H100 (2026-11-26, docs/policies/int8.md) that ran the 8-bit AdamW rows at 0.90-0.915
-// of copy; 2 buffers (two blocks per SM) at 0.85-0.91, 3 at 0.83-0.91, 6 (16-bit) at 0.88-0.89.
+// On the H100 (2026-11-26, docs/policies/int8.md) that ran the 8-bit AdamW rows at 0.898-0.915
+// of copy; 2 buffers (two blocks per SM) at 0.85-0.89, 3 at 0.83-0.91, 6 (16-bit) at 0.88-0.89.
 #ifndef ALLOY_BLOCK_STAGES_FP32
 #define ALLOY_BLOCK_STAGES_FP32 4
 #endif
