@@ -72,9 +72,9 @@ __device__ __forceinline__ void wait() {
 /// pieces).
 template <int Bytes, int kThreads>
 struct StagedArray {
-  static constexpr int W = Bytes % 16 == 0 ? 16 : Bytes % 8 == 0 ? 8 : 4;
+  static constexpr int W = io::kAccess<std::uint8_t, Bytes>;
   static constexpr int P = Bytes / W;  // pieces per thread
-  static_assert(Bytes % W == 0 && Bytes >= 4, "staged arrays are whole 4-byte words");
+  static_assert(W != 0, "staged arrays are whole 4-byte words");
   static constexpr int kSize = Bytes * kThreads;  // bytes of the region, all threads
 
   /// Issues the copies of this thread's own array (src: global, aligned to W).
