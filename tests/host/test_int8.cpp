@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -366,4 +368,45 @@ TEST_CASE("Int8Blockwise trains as well as fp32 state: least squares and an MLP 
   CHECK(mlp32 < 0.5 * mlp<alloy::state::Fp32>(0));
   CHECK(std::fabs(ls8 - ls32) <= 0.01 * ls32);
   CHECK(std::fabs(mlp8 - mlp32) <= 0.01 * mlp32);
+}
+
+TEST_CASE("block absmax: the pairwise tree equals the in-order max, bit for bit") {
+  // A tile's max |x| is taken in order or as a tree (exec::max_tree; the CUDA kernels choose by
+  // parameter width, kStageWholeWarps): the same float for every mix of values, with NaN
+  // (ignored unless all are) and signed zeros among them.
+  namespace fp = alloy::fp;
+  const auto bits = [](float f) {
+    std::uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  };
+  const float special[] = {0.f, -0.f, NAN, INFINITY, 0x1p-149f, 0x1p-130f, 3.f, 0x1.fffffep127f};
+  std::mt19937 rng(7);
+  int nan_tiles = 0, zero_tiles = 0;
+  for (int trial = 0; trial < 50000; ++trial) {
+    const int mix = trial % 4;  // 0: no specials, 3: specials only
+    float x[16], m[16], chain = 0.f;
+    for (int j = 0; j < 16; ++j) {
+      const bool sp = mix == 3 || (mix > 0 && rng() % (4 - mix) == 0);
+      const float v =
+          sp ? special[rng() % 8] : std::ldexp(float(rng() % 4096), int(rng() % 80) - 60);
+      x[j] = rng() % 2 ? -v : v;
+      m[j] = fp::abs(x[j]);
+      chain = fp::max(chain, fp::abs(x[j]));
+    }
+    if (trial % 1000 == 999) std::fill(std::begin(x), std::end(x), NAN);  // all NaN: 0
+    if (trial % 1000 == 998) std::fill(std::begin(x), std::end(x), -0.f);
+    if (trial % 1000 >= 998) {
+      chain = 0.f;
+      for (int j = 0; j < 16; ++j) chain = fp::max(chain, fp::abs(x[j])), m[j] = fp::abs(x[j]);
+    }
+    const float tree = fp::max(alloy::exec::max_tree<16>(m), 0.f);
+    nan_tiles += std::isnan(x[0]) && std::isnan(x[15]);
+    zero_tiles += chain == 0.f;
+    REQUIRE(bits(tree) == bits(chain));
+    CHECK(bits(fp::max(alloy::exec::max_tree<4>(m + 4), 0.f)) ==
+          bits(fp::max(fp::max(fp::max(fp::max(0.f, m[4]), m[5]), m[6]), m[7])));
+  }
+  CHECK(nan_tiles >= 50);
+  CHECK(zero_tiles >= 50);
 }

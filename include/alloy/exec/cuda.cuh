@@ -216,8 +216,9 @@ __device__ __forceinline__ void block_range(const TensorEntry& t, const typename
 /// block_range's tiles. Each warp copies its 32 lanes' tiles St::kStages - 1 iterations
 /// ahead into their slots of `stage` (TileStage: every copy instruction reads consecutive
 /// memory), and each lane reads its tile from there when its turn comes, so that the loads of
-/// the next tiles are in flight while it computes. Then the tensor's last partial block, if
-/// any, by block_range. Parameter and gradient 16-byte aligned.
+/// the next tiles are in flight while it computes. With kStageWholeWarps only whole warps' tiles
+/// (32 each) go this way; the rest (whole blocks short of a warp, the tensor's last partial
+/// block) by block_range. Parameter and gradient 16-byte aligned.
 template <class E, int kThreads, int kUnroll>
 __device__ __forceinline__ void staged_block_range(const TensorEntry& t,
                                                    const typename E::Scalars& s,
@@ -226,14 +227,16 @@ __device__ __forceinline__ void staged_block_range(const TensorEntry& t,
                                                    char* stage) {
   using St = TileStage<E, kThreads>;
   constexpr int N = St::N, B = St::B, L = B / N, S = St::kStages;
-  static_assert(S >= 2 && kThreads % 32 == 0);
-  const std::uint64_t whole = (end - begin) / B, slots = whole * L;
+  constexpr bool kWhole = kStageWholeWarps<typename St::PT>;
+  static_assert(S >= 2 && kThreads % 32 == 0 && 32 % L == 0);
+  const std::uint64_t whole = (end - begin) / B;
+  const std::uint64_t slots = kWhole ? whole * L / 32 * 32 : whole * L;  // staged tiles
   const unsigned lane = threadIdx.x & 31u;
   // Slot w0 + lane for each lane; the loop runs warp-uniform (w0 is the warp's first slot).
   const auto fetch = [&](int b, std::uint64_t w0) {
     if (w0 < slots)
       St::fetch(stage + b * St::kBuffer, t, begin + w0 * N,
-                unsigned(slots - w0 < 32 ? slots - w0 : 32));
+                kWhole ? 32u : unsigned(slots - w0 < 32 ? slots - w0 : 32));
     async::commit();  // possibly empty: every thread counts the same groups
   };
   __syncwarp();  // every lane has read the buffers the previous range left
@@ -246,15 +249,16 @@ __device__ __forceinline__ void staged_block_range(const TensorEntry& t,
     __syncwarp();          // ... and every lane's, visible to all; the buffer read one
                            // iteration ago is free (every lane's reads of it are done)
     fetch(buf == 0 ? S - 1 : buf - 1, ahead);
-    if (w0 + lane < slots) {
+    if (kWhole || w0 + lane < slots) {
       typename St::Tile tile;
       St::read(stage + buf * St::kBuffer, t, tile);
-      tile.template update_store<true, true, LaneGroup<L>>(t, begin + (w0 + lane) * N, s, pass, N);
+      tile.template update_store<true, true, LaneGroup<L, kWhole>>(t, begin + (w0 + lane) * N, s,
+                                                                   pass, N);
     }
     buf = buf + 1 == S ? 0 : buf + 1;
   }
-  if (whole * B < end - begin)
-    block_range<E, kThreads, kUnroll, true, true>(t, s, pass, begin + whole * B, end);
+  if (slots * N < end - begin)
+    block_range<E, kThreads, kUnroll, true, true>(t, s, pass, begin + slots * N, end);
 }
 
 /// One tensor range by E's tiles, with vector loads where its pointers allow; `stage`: the

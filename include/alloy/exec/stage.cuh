@@ -31,6 +31,22 @@ template <class PT>
 inline constexpr int kBlockStages = sizeof(PT) == 4 ? ALLOY_BLOCK_STAGES_FP32
                                                     : ALLOY_BLOCK_STAGES_16BIT;
 
+// Whether the staged loop takes whole warps only (32 tiles at a time, the rest by the unstaged
+// tile loop) and reduces each tile's absmax as a tree (LaneGroup's kTree), by parameter width.
+// The results are the same either way; the speed is not: on the H100 (2026-11-26,
+// docs/policies/int8.md) both together ran the 8-bit AdamW rows with fp32 parameters at
+// 0.913-0.922 of copy against 0.893-0.903 without (nine runs each), while the 16-bit kernels,
+// bound by issue at 128 registers, lost 2-3.5% with either change alone or both.
+#ifndef ALLOY_STAGE_WHOLE_WARPS_FP32
+#define ALLOY_STAGE_WHOLE_WARPS_FP32 1
+#endif
+#ifndef ALLOY_STAGE_WHOLE_WARPS_16BIT
+#define ALLOY_STAGE_WHOLE_WARPS_16BIT 0
+#endif
+template <class PT>
+inline constexpr bool kStageWholeWarps = sizeof(PT) == 4 ? ALLOY_STAGE_WHOLE_WARPS_FP32
+                                                         : ALLOY_STAGE_WHOLE_WARPS_16BIT;
+
 /// Whether the device code being compiled stages tiles: PTX for sm_90 and the data-center
 /// Blackwells (sm_100, sm_103), whose 228 KB of shared memory per SM hold the buffers and tables
 /// (the kernels were tuned on sm_90). The host asks the compiled kernel

@@ -137,14 +137,18 @@ ALLOY_HD void store_tile(T* ALLOY_RESTRICT dst, const T (&src)[N], int valid) {
 }  // namespace io
 
 /// The threads that share one quantization block, for the block absmax: one thread owning the
-/// whole block (host executor), or L consecutive lanes of a warp (CUDA executor).
+/// whole block (host executor), or L consecutive lanes of a warp (CUDA executor). kTree: each
+/// thread takes the max over its tile pairwise (max_tree: log2(N) dependent steps) instead of
+/// in order; the result is the same (a max is exact), the schedule is not: kStageWholeWarps.
 struct Solo {
+  static constexpr bool kTree = false;
   ALLOY_HD static float max(float x) { return x; }
 };
 #if ALLOY_DEVICE_COMPILE
-template <int L>
+template <int L, bool Tree = false>
 struct LaneGroup {
   static_assert(L >= 1 && L <= 32 && (L & (L - 1)) == 0);
+  static constexpr bool kTree = Tree;
   /// x >= 0 and not NaN (a max of fmaxf(0, |.|)): a whole warp compares the bit patterns,
   /// which order such floats as their values, in one redux.sync.
   __device__ static float max(float x) {
@@ -252,6 +256,14 @@ struct Moments : MomentsKept<All> {
   }
 };
 
+/// The largest of m[0 .. N) (fmax: NaN only if all are), pairwise: log2(N) dependent steps.
+template <int N>
+ALLOY_HD float max_tree(const float* m) {
+  static_assert(N >= 1 && (N & (N - 1)) == 0);
+  if constexpr (N == 1) return m[0];
+  else return fp::max(max_tree<N / 2>(m), max_tree<N / 2>(m + N / 2));
+}
+
 template <class Format, int K, int N, bool All>
 struct Moments<Format, K, N, false, All> : MomentsKept<All> {
   static constexpr int B = Format::kBlock;
@@ -288,12 +300,22 @@ struct Moments<Format, K, N, false, All> : MomentsKept<All> {
 #endif
     for (int k = 0; k < K; ++k)
       if (kept(t, k)) {
+        // max(0, |x|) over the valid elements (NaN ignored), in order or as a tree.
         float a = 0.f;
+        if constexpr (Group::kTree) {
+          float m[N];
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
-        for (int j = 0; j < N; ++j)
-          if (j < valid) a = fp::max(a, fp::abs(x[k][j]));
+          for (int j = 0; j < N; ++j) m[j] = j < valid ? fp::abs(x[k][j]) : 0.f;
+          a = fp::max(max_tree<N>(m), 0.f);
+        } else {
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+          for (int j = 0; j < N; ++j)
+            if (j < valid) a = fp::max(a, fp::abs(x[k][j]));
+        }
         a = Group::max(a);
         const float inv = Format::inverse(a);
 #if ALLOY_ON_DEVICE
