@@ -220,6 +220,7 @@ struct Row {
   std::uint64_t params, tensors;
   double ms_median, ms_min, ms_max, ms_first, bytes_per_param, fraction_of_copy,
       state_bytes_per_param;
+  std::vector<double> ms_steps;  // every timed step in order (the optimizer's age matters)
   std::string error;
 };
 
@@ -258,6 +259,7 @@ Row time_row(const std::function<void()>& refill, const std::function<void()>& s
   r.ms_min = *std::min_element(ms.begin(), ms.end());
   r.ms_max = *std::max_element(ms.begin(), ms.end());
   r.ms_first = first;
+  r.ms_steps = ms;
   r.bytes_per_param = bytes_per_param;
   r.fraction_of_copy = bytes_per_param * double(w.params) / (r.ms_median * 1e-3) / (copy_gbs * 1e9);
   r.state_bytes_per_param = state_bytes / double(w.params);
@@ -523,8 +525,9 @@ int main(int argc, char** argv) {
         << ", \"ms_max\": " << r.ms_max << ", \"ms_first\": " << r.ms_first
         << ", \"bytes_per_param\": " << r.bytes_per_param
         << ", \"fraction_of_copy\": " << r.fraction_of_copy
-        << ", \"state_bytes_per_param\": " << r.state_bytes_per_param << "}"
-        << (k + 1 < rows.size() ? "," : "") << "\n";
+        << ", \"state_bytes_per_param\": " << r.state_bytes_per_param << ", \"ms_steps\": [";
+    for (std::size_t i = 0; i < r.ms_steps.size(); ++i) out << (i ? ", " : "") << r.ms_steps[i];
+    out << "]}" << (k + 1 < rows.size() ? "," : "") << "\n";
   }
   out << "  ]\n}\n";
   std::fprintf(stderr, "[alloy_bench] wrote %zu rows to %s\n", rows.size(), out_path.c_str());
