@@ -34,9 +34,10 @@ inline constexpr int kBlockStages = sizeof(PT) == 4 ? ALLOY_BLOCK_STAGES_FP32
 // Whether the staged loop takes whole warps only (32 tiles at a time, the rest by the unstaged
 // tile loop) and reduces each tile's absmax as a tree (LaneGroup's kTree), by parameter width.
 // The results are the same either way; the speed is not: on the H100 (2026-11-26,
-// docs/policies/int8.md) both together ran the 8-bit AdamW rows with fp32 parameters at
-// 0.913-0.922 of copy against 0.893-0.903 without (nine runs each), while the 16-bit kernels,
-// bound by issue at 128 registers, lost 2-3.5% with either change alone or both.
+// docs/policies/int8.md, bench/results/session8_ab_h100.txt) both together ran flat fp32 at
+// 0.908-0.912 of copy against 0.900-0.901 without (six runs each; llama1b fp32 unchanged),
+// while the 16-bit kernel, bound by issue at 128 registers, lost 2-3.5% with either change
+// alone or both.
 #ifndef ALLOY_STAGE_WHOLE_WARPS_FP32
 #define ALLOY_STAGE_WHOLE_WARPS_FP32 1
 #endif
