@@ -2,7 +2,7 @@
 //
 //   alloy_bench --workloads bench/workloads.json --out alloy.json
 //               [--steps 25] [--select flat,llama1b] [--dtypes fp32,bf16] [--no-zo]
-//               [--only TEXT] [--two-pass]
+//               [--only TEXT] [--two-pass] [--stochastic]
 //
 // Every row is timed as the anchors are: refill the gradients with fresh random data, sync,
 // event, step(), event, sync; the first step is reported apart (ms_first); then --steps timed
@@ -289,6 +289,9 @@ std::string g_only;
 /// --two-pass: PerBlock rows turn Options::cuda_per_block_one_pass off (rows named alloy_2pass:
 /// a statistics pass, then the update, for every sharing block).
 bool g_one_pass = true;
+/// --stochastic: rows with bf16 parameters round them stochastically (Options::param_rounding;
+/// rows named alloy_sr). fp32 rows are unchanged.
+bool g_stochastic = false;
 
 template <class Rule, class State, class T, class Share>
 void bench_composition(const Workload& w, const typename Rule::Hyper& h, int steps, double copy_gbs,
@@ -329,6 +332,10 @@ void bench_composition(const Workload& w, const typename Rule::Hyper& h, int ste
     o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};  // the official mask
     o.cuda_per_block_one_pass = g_one_pass;
     if (!g_one_pass) impl = "alloy_2pass";
+  }
+  if (g_stochastic && sizeof(T) == 2) {
+    o.param_rounding = alloy::Rounding::stochastic;
+    impl = "alloy_sr";
   }
   alloy::cuda::Optimizer<Rule, State, Share> opt(ps, h, o);
   cudaStream_t s;
@@ -431,10 +438,11 @@ int main(int argc, char** argv) {
     else if (k == "--no-zo") zo = false;
     else if (k == "--only") g_only = next();
     else if (k == "--two-pass") g_one_pass = false;
+    else if (k == "--stochastic") g_stochastic = true;
     else if (k == "--help" || k == "-h") {
       std::printf(
           "usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes "
-          "fp32,bf16] [--no-zo] [--only TEXT] [--two-pass]\n");
+          "fp32,bf16] [--no-zo] [--only TEXT] [--two-pass] [--stochastic]\n");
       return 0;
     } else {
       std::fprintf(stderr, "unknown argument %s (try --help)\n", k.c_str());

@@ -9,7 +9,8 @@
 //   alloy_capi_state_bytes(handle), alloy_capi_codebook(k, out256), alloy_capi_destroy(handle)
 //   alloy_capi_adam_mini_block(name, rows, numel, dim, n_heads, n_kv_heads, &block, &rule)
 //
-// composition: "adamw_fp32", "adamw_bf16", "adamw_int8", and Adam-mini ("adam_mini_fp32",
+// composition: "adamw_fp32", "adamw_bf16", "adamw_int8", "adamw_int8_sr" (bf16 parameters
+// rounded stochastically: Options::param_rounding), and Adam-mini ("adam_mini_fp32",
 // "adam_mini_bf16", "adam_mini_int8": AdamW + PerBlock, blocks from share::adam_mini_partition,
 // created with alloy_capi_create_adam_mini, which also takes each tensor's rows and the model's
 // dim / heads). dtype: 0 fp32, 1 bf16 (params and grads alike). Errors: create returns null /
@@ -96,7 +97,11 @@ void* alloy_capi_create(const char* composition, int n, void** params, void** gr
     if (c == "adamw_fp32") out = std::make_unique<AdamW<alloy::state::Fp32>>(ps, h);
     else if (c == "adamw_bf16") out = std::make_unique<AdamW<alloy::state::Bf16<>>>(ps, h);
     else if (c == "adamw_int8") out = std::make_unique<AdamW<alloy::state::Int8Blockwise<>>>(ps, h);
-    else alloy::detail::fail("unknown composition '", c, "'");
+    else if (c == "adamw_int8_sr") {
+      alloy::Options o;
+      o.param_rounding = alloy::Rounding::stochastic;
+      out = std::make_unique<AdamW<alloy::state::Int8Blockwise<>>>(ps, h, o);
+    } else alloy::detail::fail("unknown composition '", c, "'");
     return out.release();
   } catch (const std::exception& e) {
     g_error = e.what();

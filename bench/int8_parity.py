@@ -15,10 +15,14 @@ b) Trajectories: for each seed and param dtype, four optimizers start from the s
      bnb_int8    bitsandbytes.optim.AdamW8bit
      alloy_int8  alloy adamw_int8 (state::Int8Blockwise)
      alloy_fp32  alloy adamw_fp32 on fp32 params (sanity: must track the reference to ~1e-6)
+   and, for bf16 params, a fifth:
+     alloy_int8_sr  alloy adamw_int8_sr: the same 8-bit state, bf16 parameters rounded
+                    stochastically (Options::param_rounding) instead of to nearest
    Distances from the reference after the last step: mean |p - p_ref|, max |p - p_ref|, and
    rel_l2 = ||p - p_ref|| / ||p_ref - p0|| (relative to how far the reference moved).
 c) Verdict (reported, not asserted): mean over seeds of alloy_int8's rel_l2 <= bnb_int8's, no
-   slack; the per-seed count is printed too. Everything goes to --out as JSON.
+   slack; the per-seed count is printed too; for bf16 the same for alloy_int8_sr, reported apart
+   (the verdict is alloy's default rounding). Everything goes to --out as JSON.
 
 Exit code: 0 when everything ran (whatever the verdict), 2 for a missing .so / bitsandbytes / GPU.
 """
@@ -50,7 +54,7 @@ SHAPES = {
     "bias": (1000,),
 }
 GRAD_NOISE, GRAD_BIAS = 0.01, 0.003  # g = 0.01 * randn + 0.003 * fixed per-tensor direction
-IMPLS = ("bnb_int8", "alloy_int8", "alloy_fp32")
+IMPLS = ("bnb_int8", "alloy_int8", "alloy_fp32", "alloy_int8_sr")  # the last: bf16 runs only
 METRICS = ("mean_abs", "max_abs", "rel_l2")
 
 
@@ -170,6 +174,8 @@ def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int) -> dict
     # alloy: int8 on the run's dtype, fp32 (sanity) on fp32 params
     a8 = AlloyOptimizer(lib, "adamw_int8", [x.clone() for x in init], names, dcode, HP)
     a32 = AlloyOptimizer(lib, "adamw_fp32", [x.clone() for x in p0], names, 0, HP)
+    asr = (AlloyOptimizer(lib, "adamw_int8_sr", [x.clone() for x in init], names, dcode, HP)
+           if dt == torch.bfloat16 else None)
 
     t0 = time.perf_counter()
     try:
@@ -184,10 +190,14 @@ def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int) -> dict
                     bp[i].grad.copy_(g_dt)
                     a8.grads[i].copy_(g_dt)
                     a32.grads[i].copy_(g32)
+                    if asr:
+                        asr.grads[i].copy_(g_dt)
             ref_opt.step()
             bnb_opt.step()  # synchronizes after every param itself
             a8.step()
             a32.step()
+            if asr:
+                asr.step()
         torch.cuda.synchronize()
         secs = time.perf_counter() - t0
         refs = [p.detach() for p in ref]
@@ -196,6 +206,8 @@ def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int) -> dict
             "alloy_int8": distance([p.float() for p in a8.params], refs, p0),
             "alloy_fp32": distance(a32.params, refs, p0),
         }
+        if asr:
+            dist["alloy_int8_sr"] = distance([p.float() for p in asr.params], refs, p0)
         # JSON only: alloy int8 against bnb int8 directly (rel_l2 still over the reference's move)
         dist["alloy_int8_vs_bnb_int8"] = distance([p.float() for p in a8.params],
                                                   [p.detach().float() for p in bp], p0, moved=refs)
@@ -206,9 +218,13 @@ def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int) -> dict
             "alloy_int8": a8.state_bytes(),
             "alloy_fp32": a32.state_bytes(),
         }
+        if asr:
+            state["alloy_int8_sr"] = asr.state_bytes()
     finally:
         a8.close()
         a32.close()
+        if asr:
+            asr.close()
     return {"seed": seed, "dtype": dtype_name, "seconds": secs, "distance": dist, "state_bytes": state,
             "ref_moved_l2": math.sqrt(sum(((r.double() - q.double()) ** 2).sum().item()
                                           for r, q in zip(refs, p0)))}
@@ -216,7 +232,7 @@ def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int) -> dict
 
 def aggregate(rows: list[dict]) -> dict:
     agg = {impl: {m: mean_std([r["distance"][impl][m] for r in rows]) for m in METRICS}
-           for impl in IMPLS}
+           for impl in IMPLS if impl in rows[0]["distance"]}
     agg["alloy_fp32"]["rel_l2_of_param"] = mean_std([r["distance"]["alloy_fp32"]["rel_l2_of_param"]
                                                      for r in rows])
     a = [r["distance"]["alloy_int8"]["rel_l2"] for r in rows]
@@ -229,6 +245,15 @@ def aggregate(rows: list[dict]) -> dict:
         "seeds_alloy_no_farther": sum(x <= y for x, y in zip(a, b)),
         "seeds": len(rows),
     }
+    if "alloy_int8_sr" in agg:
+        s = [r["distance"]["alloy_int8_sr"]["rel_l2"] for r in rows]
+        agg["verdict_sr"] = {
+            "alloy_no_farther": bool(statistics.fmean(s) <= mb),
+            "alloy_rel_l2_mean": statistics.fmean(s),
+            "bnb_rel_l2_mean": mb,
+            "seeds_alloy_no_farther": sum(x <= y for x, y in zip(s, b)),
+            "seeds": len(rows),
+        }
     fp32_sanity = max(r["distance"]["alloy_fp32"]["rel_l2_of_param"] for r in rows)
     agg["alloy_fp32_sanity"] = {"max_rel_l2_of_param": fp32_sanity, "ok": bool(fp32_sanity <= 1e-5)}
     return agg
@@ -239,26 +264,31 @@ def aggregate(rows: list[dict]) -> dict:
 def print_table(doc: dict) -> None:
     print("\nint8 parity after {} steps, {} seeds (mean +- std over seeds; distance from torch fp32 "
           "AdamW)".format(doc["steps"], len(doc["seeds"])))
-    hdr = f"{'dtype':5s} {'impl':10s} {'rel_l2':>21s} {'mean|dp|':>21s} {'max|dp|':>21s} {'state B/param':>13s}"
+    hdr = f"{'dtype':5s} {'impl':13s} {'rel_l2':>21s} {'mean|dp|':>21s} {'max|dp|':>21s} {'state B/param':>13s}"
     print(hdr)
     print("-" * len(hdr))
     nparams = doc["params"]
     for dname, run in doc["runs"].items():
         agg, rows = run["aggregate"], run["per_seed"]
-        for impl in IMPLS:
+        for impl in (i for i in IMPLS if i in agg):
             cells = [f"{agg[impl][m]['mean']:.3e} +- {agg[impl][m]['std']:.1e}" for m in METRICS]
             sb = rows[0]["state_bytes"][impl] / nparams
-            print(f"{dname:5s} {impl:10s} {cells[0]:>21s} {cells[1]:>21s} {cells[2]:>21s} {sb:13.3f}")
+            print(f"{dname:5s} {impl:13s} {cells[0]:>21s} {cells[1]:>21s} {cells[2]:>21s} {sb:13.3f}")
         v = agg["verdict"]
         print(f"{dname:5s} alloy no farther than bitsandbytes: {'YES' if v['alloy_no_farther'] else 'NO'} "
               f"(mean rel_l2 {v['alloy_rel_l2_mean']:.4e} vs {v['bnb_rel_l2_mean']:.4e}; alloy <= bnb in "
               f"{v['seeds_alloy_no_farther']}/{v['seeds']} seeds); alloy fp32 sanity "
               f"{'OK' if agg['alloy_fp32_sanity']['ok'] else 'CHECK'} "
               f"(max ||p-p_ref||/||p_ref|| {agg['alloy_fp32_sanity']['max_rel_l2_of_param']:.2e})")
+        if "verdict_sr" in agg:
+            v = agg["verdict_sr"]
+            print(f"{dname:5s} with stochastic rounding of the bf16 parameters: alloy no farther: "
+                  f"{'YES' if v['alloy_no_farther'] else 'NO'} (mean rel_l2 {v['alloy_rel_l2_mean']:.4e} "
+                  f"vs {v['bnb_rel_l2_mean']:.4e}; {v['seeds_alloy_no_farther']}/{v['seeds']} seeds)")
     cb = doc["codebooks"]
     diffs = [v.get("differing") for k, v in cb.items() if isinstance(v, dict) and v.get("present")]
     print(f"codebooks: differing entries per comparison {diffs}")
-    print(f"alloy no farther than bitsandbytes: {'YES' if doc['verdict'] else 'NO'}")
+    print(f"alloy no farther than bitsandbytes (default rounding): {'YES' if doc['verdict'] else 'NO'}")
 
 
 def main() -> int:
@@ -306,7 +336,9 @@ def main() -> int:
             rows.append(r)
             d = r["distance"]
             print(f"[int8_parity] {dname} seed {seed}: rel_l2 bnb {d['bnb_int8']['rel_l2']:.4e} "
-                  f"alloy {d['alloy_int8']['rel_l2']:.4e} | alloy_fp32 {d['alloy_fp32']['rel_l2']:.2e} | "
+                  f"alloy {d['alloy_int8']['rel_l2']:.4e}"
+                  + (f" alloy_sr {d['alloy_int8_sr']['rel_l2']:.4e}" if "alloy_int8_sr" in d else "")
+                  + f" | alloy_fp32 {d['alloy_fp32']['rel_l2']:.2e} | "
                   f"state B bnb {r['state_bytes']['bnb_int8']} alloy {r['state_bytes']['alloy_int8']} | "
                   f"{r['seconds']:.1f} s", flush=True)
             torch.cuda.empty_cache()

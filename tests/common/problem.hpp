@@ -94,11 +94,20 @@ struct Problem {
   std::string name(std::size_t i) const { return "t" + std::to_string(i); }
 };
 
-/// Rounding words of element i of a tensor with key `key` in global step `step`.
-inline auto rounding_words(std::uint64_t seed, std::uint32_t step, std::uint32_t key) {
+/// Rounding words of element i of a tensor with key `key` in global step `step`, as
+/// docs/policies/rounding.md defines them: with moments rounded stochastically, Philox output i
+/// (word 0 the parameter, 1 and 2 the moments); otherwise the parameter's 16 bits are half i % 2
+/// of word (i % 8) / 2 of output i / 8.
+inline auto rounding_words(std::uint64_t seed, std::uint32_t step, std::uint32_t key,
+                           bool random_moments) {
   return [=](std::uint64_t i) {
-    const auto r = alloy::exec::rounding_stream(seed, step, key).at(i);
-    return ref::Words{{r.v[0], r.v[1], r.v[2], r.v[3]}};
+    const auto s = alloy::exec::rounding_stream(seed, step, key);
+    if (random_moments) {
+      const auto r = s.at(i);
+      return ref::Words{{r.v[0], r.v[1], r.v[2], r.v[3]}};
+    }
+    const auto r = s.at(i / 8);
+    return ref::Words{{(r.v[(i % 8) / 2] >> (16 * (i % 2))) & 0xffffu, 0, 0, 0}};
   };
 }
 
@@ -125,7 +134,7 @@ struct Reference {
             ref::Scales* scale = nullptr) {
     ++t[i];
     ref::step(hyper, t[i], p[i], m[i], v[i], prob.g[i].values(), pstore, sstore,
-              rounding_words(seed, gstep, key), scale);
+              rounding_words(seed, gstep, key, sstore == ref::Store::bf16_stochastic), scale);
   }
 };
 

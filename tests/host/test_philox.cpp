@@ -190,6 +190,33 @@ TEST_CASE("RandomStream: 32-bit words are uniform (mean and 16-bin histogram)") 
   }
 }
 
+TEST_CASE("rounding_bits: 16 bits per element from one call per 8, whatever the tile's start") {
+  // The layout, written out: element e takes half e % 2 of word (e % 8) / 2 of output e / 8.
+  const alloy::RandomStream s = base_stream();
+  const auto want = [&](std::uint64_t e) {
+    const Words w = words(s.at(e / 8));
+    return (w[(e % 8) / 2] >> (16 * (e % 2))) & 0xffffu;
+  };
+  std::uint64_t starts[] = {0, 1, 3, 7, 8, 9, 15, 16, 24, 1000, (1ull << 40) + 5, 1ull << 40};
+  for (std::uint64_t i0 : starts) {
+    CAPTURE(i0);
+    std::uint32_t r16[16], r1[1], r24[24];
+    alloy::rounding_bits<16>(s, i0, r16);
+    alloy::rounding_bits<1>(s, i0, r1);
+    alloy::rounding_bits<24>(s, i0, r24);
+    for (int j = 0; j < 16; ++j) CHECK((r16[j] & 0xffffu) == want(i0 + std::uint64_t(j)));
+    for (int j = 0; j < 24; ++j) CHECK((r24[j] & 0xffffu) == want(i0 + std::uint64_t(j)));
+    CHECK((r1[0] & 0xffffu) == want(i0));
+  }
+  // Two elements never share bits: the 16-bit halves of a call are distinct draws (a check
+  // that the layout does not hand one half to two elements; equal halves are 2^-16 rare).
+  std::uint32_t r[64];
+  alloy::rounding_bits<64>(s, 0, r);
+  int equal_neighbours = 0;
+  for (int j = 0; j + 1 < 64; ++j) equal_neighbours += (r[j] & 0xffffu) == (r[j + 1] & 0xffffu);
+  CHECK(equal_neighbours == 0);
+}
+
 namespace {
 /// FNV-1a, 32 bits, from its specification (offset basis 2166136261, prime 16777619).
 std::uint32_t fnv1a32(std::string_view s) {

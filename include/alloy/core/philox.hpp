@@ -50,8 +50,10 @@ ALLOY_HD Philox4x32 philox4x32_10(Philox4x32 ctr, std::uint32_t k0, std::uint32_
 
 /// What a random stream is for. Each value names a disjoint family of counters.
 enum class Purpose : std::uint8_t {
-  /// Stochastic rounding of a step's stores: output word 0 rounds the parameter, words 1 and 2
-  /// the first and second moment, word 3 is reserved.
+  /// Stochastic rounding of a step's stores. With a state format that rounds its moments
+  /// stochastically, one output per element: word 0 rounds the parameter, words 1 and 2 the
+  /// first and second moment, word 3 is reserved. When only the parameter is rounded
+  /// stochastically, 16 bits per element from one output per 8 elements (rounding_bits).
   rounding = 0,
   /// Stochastic rounding of the zeroth-order parameter passes that are not the update:
   /// rounding + 1 the perturbation, + 2 the flip, + 3 a restore.
@@ -87,6 +89,34 @@ constexpr std::uint32_t tensor_key_from_name(std::string_view name) {
     h *= 16777619u;
   }
   return h;
+}
+
+/// 16 random bits per element (in the low half of r[j]) for stochastically rounding the
+/// parameters of elements i0 .. i0 + N - 1 when nothing else of theirs is rounded: one Philox
+/// call per 8 elements, element e taking half e & 1 of word (e & 7) / 2 of the output for index
+/// e / 8. A function of the element index alone, like every stream: a tile that does not start
+/// on a multiple of 8 draws the same bits (one call per element there).
+template <int N>
+ALLOY_HD void rounding_bits(const RandomStream& rng, std::uint64_t i0, std::uint32_t (&r)[N]) {
+  if constexpr (N % 8 == 0) {
+    if ((i0 & 7u) == 0) {
+#if ALLOY_ON_DEVICE
+#pragma unroll
+#endif
+      for (int c = 0; c < N / 8; ++c) {
+        const Philox4x32 w = rng.at((i0 >> 3) + std::uint64_t(c));
+        for (int h = 0; h < 8; ++h) r[8 * c + h] = w.v[h >> 1] >> (16 * (h & 1));
+      }
+      return;
+    }
+  }
+  for (int j = 0; j < N; ++j) {
+    const std::uint64_t e = i0 + std::uint64_t(j);
+    const Philox4x32 w = rng.at(e >> 3);
+    const unsigned word = unsigned(e & 7u) >> 1;
+    const std::uint32_t x = word == 0 ? w.v[0] : word == 1 ? w.v[1] : word == 2 ? w.v[2] : w.v[3];
+    r[j] = x >> (16 * (e & 1u));
+  }
 }
 
 ALLOY_NAMESPACE_END

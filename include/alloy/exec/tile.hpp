@@ -460,6 +460,8 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
                                const Pass<Args>& pass, int valid = N) {
       const RandomStream rng = pass.rounding(t.key);
+      std::uint32_t pr[N] = {};  // the parameters' rounding bits, if only they are random
+      if constexpr (kRandom && !Format::kRandom) rounding_bits<N>(rng, i0, pr);
       ParamOut<PT, PR, N> out;
       for_each_element<N, kFastFirst>(
           [&](int j, auto&& ar) {
@@ -468,8 +470,8 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
             for (int k = 0; k < K; ++k)
               mj[k] = this->m.kept(t, k) ? this->m.get(k, j, pass.tables) : 0.f;
             Rule::update(s, pj, to_float(this->g[j]), mj, ar);
-            Philox4x32 r{{0, 0, 0, 0}};
-            if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
+            Philox4x32 r{{pr[j], 0, 0, 0}};
+            if constexpr (Format::kRandom) r = rng.at(i0 + std::uint64_t(j));
             out.set(j, pj, r.v[0]);
             for (int k = 0; k < K; ++k) this->m.put(k, j, mj[k], r.v[1 + k]);
           },
@@ -535,14 +537,16 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
     ALLOY_HD void update_store_given(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
                                      const Pass<Args>& pass, const float (&v)[N], int valid = N) {
       const RandomStream rng = pass.rounding(t.key);
+      std::uint32_t pr[N] = {};  // as ElementStep's
+      if constexpr (kRandom && !Format::kRandom) rounding_bits<N>(rng, i0, pr);
       ParamOut<PT, PR, N> out;
       for_each_element<N, kFastFirst>(
           [&](int j, auto&& ar) {
             float pj = to_float(this->p[j]);
             float m0 = this->m.get(0, j, pass.tables);
             Rule::update_given_second(s, pj, to_float(this->g[j]), m0, v[j], ar);
-            Philox4x32 r{{0, 0, 0, 0}};
-            if constexpr (kRandom) r = rng.at(i0 + std::uint64_t(j));
+            Philox4x32 r{{pr[j], 0, 0, 0}};
+            if constexpr (Format::kRandom) r = rng.at(i0 + std::uint64_t(j));
             out.set(j, pj, r.v[0]);
             this->m.put(0, j, m0, r.v[1]);
           },

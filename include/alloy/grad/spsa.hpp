@@ -157,7 +157,7 @@ struct ZoPerturb {
       float z[N];
       directions<N>(zs, i0, z);
       std::uint32_t r[N] = {};
-      if constexpr (kRandom) rounding_bits<N>(rng, i0, r);
+      if constexpr (kRandom) alloy::rounding_bits<N>(rng, i0, r);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
@@ -186,32 +186,6 @@ struct ZoPerturb {
       }
     }
     for (int j = 0; j < N; ++j) z[j] = grad::direction<D>(zs, i0 + std::uint64_t(j));
-  }
-
-  /// 16 random bits per element for stochastically rounding a parameter pass: one Philox call
-  /// per 8 elements (element e takes half e & 1 of word (e & 7) / 2 of call e / 8).
-  template <int N>
-  ALLOY_HD static void rounding_bits(const RandomStream& rng, std::uint64_t i0,
-                                     std::uint32_t (&r)[N]) {
-    if constexpr (N % 8 == 0) {
-      if ((i0 & 7u) == 0) {
-#if ALLOY_ON_DEVICE
-#pragma unroll
-#endif
-        for (int c = 0; c < N / 8; ++c) {
-          const Philox4x32 w = rng.at((i0 >> 3) + std::uint64_t(c));
-          for (int h = 0; h < 8; ++h) r[8 * c + h] = w.v[h >> 1] >> (16 * (h & 1));
-        }
-        return;
-      }
-    }
-    for (int j = 0; j < N; ++j) {
-      const std::uint64_t e = i0 + std::uint64_t(j);
-      const Philox4x32 w = rng.at(e >> 3);
-      const unsigned word = unsigned(e & 7u) >> 1;
-      const std::uint32_t x = word == 0 ? w.v[0] : word == 1 ? w.v[1] : word == 2 ? w.v[2] : w.v[3];
-      r[j] = x >> (16 * (e & 1u));
-    }
   }
 };
 
@@ -295,7 +269,7 @@ struct ZoUpdate {
       // Stochastic rounding of the parameter only: 16 packed bits per element; with a
       // stochastic state format, a full call per element (words 0..2: p, m, v).
       std::uint32_t pr[N] = {};
-      if constexpr (kRandom && !Format::kRandom) Perturb::template rounding_bits<N>(rng, i0, pr);
+      if constexpr (kRandom && !Format::kRandom) alloy::rounding_bits<N>(rng, i0, pr);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
