@@ -1,0 +1,214 @@
+// traffic_probe: the ceiling of 8-bit AdamW's memory traffic on this GPU, without its arithmetic.
+//
+//   traffic_probe [--elements 268435456] [--steps 20]
+//
+// Streams exactly the bytes one step of AdamW with Int8Blockwise<256> state moves (parameter
+// and gradient read, parameter written, both moments' codes read and written, one fp32 absmax
+// per 256 elements per moment read and written), for fp32 and bf16 parameters, with one integer
+// operation per value instead of the rule: how fast that traffic mix can go at all, set against
+// cudaMemcpy's copy bandwidth measured in the same run (BENCHMARKS.md's denominator). A kernel
+// that reaches the probe's fraction is as fast as its bytes allow on this device; the gap
+// between the two is what the arithmetic costs.
+//
+// Each thread owns 16-element tiles (as the 8-bit kernels' 16-bit-parameter path) and keeps
+// `depth` of them in flight (all loads of the tiles, then all stores; plain 16-byte loads, no
+// shared memory); the grid is one full wave of the kernel. Prints one line per (parameter
+// dtype, depth) and the copy bandwidth. Measured: docs/policies/int8.md.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                           \
+    }                                                                                         \
+  } while (0)
+
+namespace {
+
+constexpr int kTile = 16;    // elements per thread per tile
+constexpr int kBlock = 256;  // elements per absmax
+constexpr int kThreads = 256;
+
+/// One tile's bytes: parameter and gradient (PBytes each per element), two code arrays, and the
+/// tile's absmax per moment (one thread in 16 carries it: the block's first tile).
+template <int PBytes>
+struct Tile {
+  uint4 p[PBytes], g[PBytes];  // 16 elements x PBytes bytes = PBytes x 16-byte vectors
+  uint4 m, v;
+  float am, av;
+};
+
+template <int PBytes, int Depth>
+__global__ void __launch_bounds__(kThreads)
+    probe(uint4* p, const uint4* g, uint4* m, uint4* v, float* am, float* av, std::uint64_t tiles) {
+  const std::uint64_t stride = std::uint64_t(gridDim.x) * kThreads;
+  for (std::uint64_t t0 = blockIdx.x * std::uint64_t(kThreads) + threadIdx.x; t0 < tiles;
+       t0 += stride * Depth) {
+    Tile<PBytes> x[Depth];
+#pragma unroll
+    for (int d = 0; d < Depth; ++d) {
+      const std::uint64_t t = t0 + d * stride;
+      if (t >= tiles) continue;
+#pragma unroll
+      for (int k = 0; k < PBytes; ++k) {
+        x[d].p[k] = p[t * PBytes + k];
+        x[d].g[k] = g[t * PBytes + k];
+      }
+      x[d].m = m[t];
+      x[d].v = v[t];
+      if (t % (kBlock / kTile) == 0) {
+        x[d].am = am[t / (kBlock / kTile)];
+        x[d].av = av[t / (kBlock / kTile)];
+      }
+    }
+#pragma unroll
+    for (int d = 0; d < Depth; ++d) {
+      const std::uint64_t t = t0 + d * stride;
+      if (t >= tiles) continue;
+#pragma unroll
+      for (int k = 0; k < PBytes; ++k) {
+        uint4 a = x[d].p[k];
+        const uint4 b = x[d].g[k];
+        a.x ^= b.x;
+        a.y ^= b.y;
+        a.z ^= b.z;
+        a.w ^= b.w;
+        p[t * PBytes + k] = a;
+      }
+      uint4 c = x[d].m, e = x[d].v;
+      c.x += 1;
+      e.x += 1;
+      m[t] = c;
+      v[t] = e;
+      if (t % (kBlock / kTile) == 0) {
+        am[t / (kBlock / kTile)] = x[d].am + 1.f;
+        av[t / (kBlock / kTile)] = x[d].av + 1.f;
+      }
+    }
+  }
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+/// Median milliseconds of `steps` calls of f, events around each, synchronized between calls.
+template <class F>
+double time_ms(int steps, F&& f) {
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  f();  // warm-up
+  CK(cudaDeviceSynchronize());
+  std::vector<double> ms;
+  for (int s = 0; s < steps; ++s) {
+    CK(cudaEventRecord(e0));
+    f();
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float t;
+    CK(cudaEventElapsedTime(&t, e0, e1));
+    ms.push_back(t);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return median(ms);
+}
+
+template <int PBytes, int Depth>
+void run(std::uint64_t n, int steps, double copy_gbs) {
+  const std::uint64_t tiles = n / kTile;
+  void *p, *g, *m, *v, *am, *av;
+  CK(cudaMalloc(&p, n * PBytes));
+  CK(cudaMalloc(&g, n * PBytes));
+  CK(cudaMalloc(&m, n));
+  CK(cudaMalloc(&v, n));
+  CK(cudaMalloc(&am, n / kBlock * 4));
+  CK(cudaMalloc(&av, n / kBlock * 4));
+  CK(cudaMemset(p, 0x3c, n * PBytes));
+  CK(cudaMemset(g, 0x11, n * PBytes));
+  CK(cudaMemset(m, 0x7f, n));
+  CK(cudaMemset(v, 0x01, n));
+  CK(cudaMemset(am, 0, n / kBlock * 4));
+  CK(cudaMemset(av, 0, n / kBlock * 4));
+  const auto kernel = probe<PBytes, Depth>;
+  int per_sm = 0, sms = 0, dev = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
+  const unsigned grid = unsigned(sms * per_sm);
+  const double ms = time_ms(steps, [&] {
+    kernel<<<grid, kThreads>>>(static_cast<uint4*>(p), static_cast<const uint4*>(g),
+                               static_cast<uint4*>(m), static_cast<uint4*>(v),
+                               static_cast<float*>(am), static_cast<float*>(av), tiles);
+    CK(cudaGetLastError());
+  });
+  // The floor the benchmark counts: 16 (fp32) or 10 (bf16) bytes per element, absmax not counted.
+  const double floor_bytes = double(n) * (3 * PBytes + 4);
+  const double frac = floor_bytes / (ms * 1e-3) / 1e9 / copy_gbs;
+  std::printf("params %-4s depth %d  %d blocks of %d  %8.3f ms  fraction of copy %.3f\n",
+              PBytes == 4 ? "fp32" : "bf16", Depth, grid, kThreads, ms, frac);
+  for (void* x : {p, g, m, v, am, av}) cudaFree(x);
+}
+
+double copy_bandwidth_gbs(int steps) {
+  const std::size_t bytes = std::size_t(4) << 30;
+  void *a, *b;
+  CK(cudaMalloc(&a, bytes));
+  CK(cudaMalloc(&b, bytes));
+  CK(cudaMemset(a, 1, bytes));
+  const double ms =
+      time_ms(steps, [&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); });
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * double(bytes) / (ms * 1e-3) / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::uint64_t n = std::uint64_t(1) << 28;
+  int steps = 20;
+  for (int a = 1; a < argc; ++a) {
+    const std::string k = argv[a];
+    if (k == "--elements" && a + 1 < argc) n = std::strtoull(argv[++a], nullptr, 0);
+    else if (k == "--steps" && a + 1 < argc) steps = std::atoi(argv[++a]);
+    else {
+      std::printf("usage: traffic_probe [--elements N (multiple of 256)] [--steps S]\n");
+      return k == "--help" || k == "-h" ? 0 : 2;
+    }
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("traffic_probe: no CUDA device\n");
+    return 0;
+  }
+  if (n % kBlock) {
+    std::fprintf(stderr, "traffic_probe: --elements must be a multiple of %d\n", kBlock);
+    return 2;
+  }
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties(&prop, 0));
+  const double copy = copy_bandwidth_gbs(steps);
+  std::printf("%s: copy bandwidth %.0f GB/s (cudaMemcpy, read + write), %llu elements\n", prop.name,
+              copy, static_cast<unsigned long long>(n));
+  run<2, 1>(n, steps, copy);
+  run<2, 2>(n, steps, copy);
+  run<2, 3>(n, steps, copy);
+  run<2, 4>(n, steps, copy);
+  run<2, 8>(n, steps, copy);
+  run<4, 1>(n, steps, copy);
+  run<4, 2>(n, steps, copy);
+  run<4, 4>(n, steps, copy);  // depth 8 with fp32 parameters spills (H100: 0.30 of copy)
+  return 0;
+}
