@@ -9,6 +9,8 @@
 // steps, median/min/max. `alloy_graph` rows replay a captured step instead of calling step().
 #include <alloy/alloy.cuh>
 
+#include "timing.cuh"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -20,16 +22,6 @@
 #include <vector>
 
 namespace {
-
-#define CK(expr)                                                                             \
-  do {                                                                                       \
-    cudaError_t e_ = (expr);                                                                 \
-    if (e_ != cudaSuccess) {                                                                 \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, \
-                   __LINE__, #expr);                                                         \
-      std::exit(1);                                                                          \
-    }                                                                                        \
-  } while (0)
 
 // ---- a minimal JSON reader for bench/workloads.json (objects, arrays, strings, integers) ----
 struct Json {
@@ -185,35 +177,8 @@ struct Buffers {
   }
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
-double copy_bandwidth_gbs() {
-  const std::size_t bytes = std::size_t(4) << 30;
-  void *a, *b;
-  CK(cudaMalloc(&a, bytes));
-  CK(cudaMalloc(&b, bytes));
-  CK(cudaMemset(a, 1, bytes));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-  std::vector<double> ms;
-  for (int r = 0; r < 20; ++r) {
-    CK(cudaEventRecord(e0));
-    CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-    CK(cudaEventRecord(e1));
-    CK(cudaEventSynchronize(e1));
-    float t;
-    CK(cudaEventElapsedTime(&t, e0, e1));
-    ms.push_back(t);
-  }
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * double(bytes) / (median(ms) * 1e-3) / 1e9;
-}
+using timing::copy_bandwidth_gbs;
+using timing::median;
 
 struct Row {
   std::string impl, composition, workload, dtype;

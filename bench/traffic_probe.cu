@@ -16,21 +16,12 @@
 // dtype, depth) and the copy bandwidth. Measured: docs/policies/int8.md.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <vector>
 
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
+#include "timing.cuh"
 
 namespace {
 
@@ -47,17 +38,24 @@ struct Tile {
   float am, av;
 };
 
+/// f(d, t) for each of a thread's Depth tiles t = t0 + d * stride that exist.
+template <int Depth, class F>
+__device__ __forceinline__ void each_tile(std::uint64_t t0, std::uint64_t stride,
+                                          std::uint64_t tiles, F&& f) {
+#pragma unroll
+  for (int d = 0; d < Depth; ++d)
+    if (t0 + d * stride < tiles) f(d, t0 + d * stride);
+}
+
 template <int PBytes, int Depth>
 __global__ void __launch_bounds__(kThreads)
     probe(uint4* p, const uint4* g, uint4* m, uint4* v, float* am, float* av, std::uint64_t tiles) {
+  constexpr int kTilesPerBlock = kBlock / kTile;
   const std::uint64_t stride = std::uint64_t(gridDim.x) * kThreads;
   for (std::uint64_t t0 = blockIdx.x * std::uint64_t(kThreads) + threadIdx.x; t0 < tiles;
        t0 += stride * Depth) {
     Tile<PBytes> x[Depth];
-#pragma unroll
-    for (int d = 0; d < Depth; ++d) {
-      const std::uint64_t t = t0 + d * stride;
-      if (t >= tiles) continue;
+    each_tile<Depth>(t0, stride, tiles, [&](int d, std::uint64_t t) {
 #pragma unroll
       for (int k = 0; k < PBytes; ++k) {
         x[d].p[k] = p[t * PBytes + k];
@@ -65,64 +63,25 @@ __global__ void __launch_bounds__(kThreads)
       }
       x[d].m = m[t];
       x[d].v = v[t];
-      if (t % (kBlock / kTile) == 0) {
-        x[d].am = am[t / (kBlock / kTile)];
-        x[d].av = av[t / (kBlock / kTile)];
+      if (t % kTilesPerBlock == 0) {
+        x[d].am = am[t / kTilesPerBlock];
+        x[d].av = av[t / kTilesPerBlock];
       }
-    }
-#pragma unroll
-    for (int d = 0; d < Depth; ++d) {
-      const std::uint64_t t = t0 + d * stride;
-      if (t >= tiles) continue;
+    });
+    each_tile<Depth>(t0, stride, tiles, [&](int d, std::uint64_t t) {
 #pragma unroll
       for (int k = 0; k < PBytes; ++k) {
-        uint4 a = x[d].p[k];
-        const uint4 b = x[d].g[k];
-        a.x ^= b.x;
-        a.y ^= b.y;
-        a.z ^= b.z;
-        a.w ^= b.w;
-        p[t * PBytes + k] = a;
+        const uint4 a = x[d].p[k], b = x[d].g[k];
+        p[t * PBytes + k] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
       }
-      uint4 c = x[d].m, e = x[d].v;
-      c.x += 1;
-      e.x += 1;
-      m[t] = c;
-      v[t] = e;
-      if (t % (kBlock / kTile) == 0) {
-        am[t / (kBlock / kTile)] = x[d].am + 1.f;
-        av[t / (kBlock / kTile)] = x[d].av + 1.f;
+      m[t] = make_uint4(x[d].m.x + 1, x[d].m.y, x[d].m.z, x[d].m.w);
+      v[t] = make_uint4(x[d].v.x + 1, x[d].v.y, x[d].v.z, x[d].v.w);
+      if (t % kTilesPerBlock == 0) {
+        am[t / kTilesPerBlock] = x[d].am + 1.f;
+        av[t / kTilesPerBlock] = x[d].av + 1.f;
       }
-    }
+    });
   }
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
-/// Median milliseconds of `steps` calls of f, events around each, synchronized between calls.
-template <class F>
-double time_ms(int steps, F&& f) {
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  f();  // warm-up
-  CK(cudaDeviceSynchronize());
-  std::vector<double> ms;
-  for (int s = 0; s < steps; ++s) {
-    CK(cudaEventRecord(e0));
-    f();
-    CK(cudaEventRecord(e1));
-    CK(cudaEventSynchronize(e1));
-    float t;
-    CK(cudaEventElapsedTime(&t, e0, e1));
-    ms.push_back(t);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  return median(ms);
 }
 
 template <int PBytes, int Depth>
@@ -147,31 +106,20 @@ void run(std::uint64_t n, int steps, double copy_gbs) {
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
   const unsigned grid = unsigned(sms * per_sm);
-  const double ms = time_ms(steps, [&] {
+  const auto launch = [&] {
     kernel<<<grid, kThreads>>>(static_cast<uint4*>(p), static_cast<const uint4*>(g),
                                static_cast<uint4*>(m), static_cast<uint4*>(v),
                                static_cast<float*>(am), static_cast<float*>(av), tiles);
     CK(cudaGetLastError());
-  });
+  };
+  launch();  // warm-up
+  const double ms = timing::median(timing::time_each_ms(steps, launch));
   // The floor the benchmark counts: 16 (fp32) or 10 (bf16) bytes per element, absmax not counted.
   const double floor_bytes = double(n) * (3 * PBytes + 4);
   const double frac = floor_bytes / (ms * 1e-3) / 1e9 / copy_gbs;
   std::printf("params %-4s depth %d  %d blocks of %d  %8.3f ms  fraction of copy %.3f\n",
               PBytes == 4 ? "fp32" : "bf16", Depth, grid, kThreads, ms, frac);
   for (void* x : {p, g, m, v, am, av}) cudaFree(x);
-}
-
-double copy_bandwidth_gbs(int steps) {
-  const std::size_t bytes = std::size_t(4) << 30;
-  void *a, *b;
-  CK(cudaMalloc(&a, bytes));
-  CK(cudaMalloc(&b, bytes));
-  CK(cudaMemset(a, 1, bytes));
-  const double ms =
-      time_ms(steps, [&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); });
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * double(bytes) / (ms * 1e-3) / 1e9;
 }
 
 }  // namespace
@@ -199,7 +147,7 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   CK(cudaGetDeviceProperties(&prop, 0));
-  const double copy = copy_bandwidth_gbs(steps);
+  const double copy = timing::copy_bandwidth_gbs();
   std::printf("%s: copy bandwidth %.0f GB/s (cudaMemcpy, read + write), %llu elements\n", prop.name,
               copy, static_cast<unsigned long long>(n));
   run<2, 1>(n, steps, copy);
