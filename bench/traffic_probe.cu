@@ -84,8 +84,95 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int PBytes, int Depth>
-void run(std::uint64_t n, int steps, double copy_gbs) {
+/// The same traffic through shared memory, as the 8-bit kernels stage it: each warp copies its
+/// 32 lanes' next tiles `Stages - 1` iterations ahead with cp.async.ca, every copy instruction
+/// reading 512 consecutive bytes of one array, into piece-major buffers ([stage][piece][thread]:
+/// a lane's 16-byte reads of its own tile are free of bank conflicts); a lane waits for the
+/// oldest group, meets its warp (__syncwarp: the other lanes' copies are visible), and computes
+/// from shared memory. `Tables` adds the 8-bit kernels' 26,624 bytes of static shared memory
+/// (their codebooks), which also sets how much is left for L1.
+template <int PBytes, int Stages, bool Tables>
+__global__ void __launch_bounds__(kThreads)
+    probe_staged(uint4* p, const uint4* g, uint4* m, uint4* v, float* am, float* av,
+                 std::uint64_t tiles) {
+  constexpr int kPieces = 2 * PBytes + 3;  // parameter, gradient, two codes, one for the absmax
+  constexpr int kTilesPerBlock = kBlock / kTile;
+  extern __shared__ uint4 buf[];  // [Stages][kPieces][kThreads]
+  __shared__ std::uint32_t tables[Tables ? 26624 / 4 : 1];
+  // Touched at a thread-dependent index, so that the compiler keeps all of it.
+  const unsigned tx = (threadIdx.x * 26u) % (sizeof(tables) / 4);
+  if (Tables) tables[tx] = 0;
+  const unsigned lane = threadIdx.x % 32, warp0 = threadIdx.x - lane;
+  const std::uint64_t stride = std::uint64_t(gridDim.x) * kThreads;
+  const std::uint64_t t0 = blockIdx.x * std::uint64_t(kThreads) + threadIdx.x;
+  const auto slot = [&](std::uint64_t i, int k, unsigned owner) -> uint4* {
+    return buf + (int(i % Stages) * kPieces + k) * kThreads + warp0 + owner;
+  };
+  const auto copy = [](void* dst, const void* src, int bytes) {
+    const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    if (bytes == 16)
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+    else asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
+  };
+  // One array of Pieces 16-byte pieces per tile, pieces [k0, k0 + Pieces) of the stage: copy c
+  // of the warp takes 16-byte unit 32 c + lane of the warp's 32 consecutive tiles.
+  const auto fetch_array = [&]<int Pieces>(std::uint64_t i, const uint4* src, int k0) {
+    const std::uint64_t first = t0 - lane + i * stride;  // the warp's first tile
+#pragma unroll
+    for (int c = 0; c < Pieces; ++c) {
+      const unsigned unit = 32 * c + lane, owner = unit / Pieces;
+      if (first + owner < tiles)
+        copy(slot(i, k0 + int(unit % Pieces), owner), src + first * Pieces + unit, 16);
+    }
+  };
+  const auto fetch = [&](std::uint64_t i) {  // the warp's tiles of iteration i into its stage
+    fetch_array.template operator()<PBytes>(i, p, 0);
+    fetch_array.template operator()<PBytes>(i, g, PBytes);
+    fetch_array.template operator()<1>(i, m, 2 * PBytes);
+    fetch_array.template operator()<1>(i, v, 2 * PBytes + 1);
+    const std::uint64_t t = t0 + i * stride;
+    if (t < tiles && t % kTilesPerBlock == 0) {
+      float* a = reinterpret_cast<float*>(slot(i, 2 * PBytes + 2, lane));
+      copy(a, am + t / kTilesPerBlock, 4);
+      copy(a + 1, av + t / kTilesPerBlock, 4);
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  };
+  for (int i = 0; i < Stages - 1; ++i) fetch(i);
+  for (std::uint64_t i = 0; t0 - lane + i * stride < tiles; ++i) {
+    __syncwarp();  // every lane is done with the stage the next fetch overwrites
+    fetch(i + Stages - 1);
+    asm volatile("cp.async.wait_group %0;" ::"n"(Stages - 1) : "memory");
+    __syncwarp();
+    const std::uint64_t t = t0 + i * stride;
+    if (t >= tiles) continue;
+#pragma unroll
+    for (int k = 0; k < PBytes; ++k) {
+      const uint4 a = *slot(i, k, lane), b = *slot(i, PBytes + k, lane);
+      p[t * PBytes + k] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
+    }
+    const uint4 c = *slot(i, 2 * PBytes, lane), e = *slot(i, 2 * PBytes + 1, lane);
+    m[t] = make_uint4(c.x + 1, c.y, c.z, c.w);
+    v[t] = make_uint4(e.x + 1, e.y, e.z, e.w);
+    if (t % kTilesPerBlock == 0) {
+      const float* a = reinterpret_cast<const float*>(slot(i, 2 * PBytes + 2, lane));
+      am[t / kTilesPerBlock] = a[0] + 1.f;
+      av[t / kTilesPerBlock] = a[1] + 1.f + float(Tables ? tables[tx] : 0u);
+    }
+  }
+  asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
+template <int PBytes, int Stages, bool Tables>
+constexpr int staged_smem() {
+  return Stages * (2 * PBytes + 3) * kThreads * 16;
+}
+
+using Kernel = void (*)(uint4*, const uint4*, uint4*, uint4*, float*, float*, std::uint64_t);
+
+/// Times `kernel` (one full wave of it with `smem` bytes of dynamic shared memory) over n elements.
+template <int PBytes>
+void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, double copy_gbs) {
   const std::uint64_t tiles = n / kTile;
   void *p, *g, *m, *v, *am, *av;
   CK(cudaMalloc(&p, n * PBytes));
@@ -100,16 +187,16 @@ void run(std::uint64_t n, int steps, double copy_gbs) {
   CK(cudaMemset(v, 0x01, n));
   CK(cudaMemset(am, 0, n / kBlock * 4));
   CK(cudaMemset(av, 0, n / kBlock * 4));
-  const auto kernel = probe<PBytes, Depth>;
   int per_sm = 0, sms = 0, dev = 0;
   CK(cudaGetDevice(&dev));
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
+  CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
   const unsigned grid = unsigned(sms * per_sm);
   const auto launch = [&] {
-    kernel<<<grid, kThreads>>>(static_cast<uint4*>(p), static_cast<const uint4*>(g),
-                               static_cast<uint4*>(m), static_cast<uint4*>(v),
-                               static_cast<float*>(am), static_cast<float*>(av), tiles);
+    kernel<<<grid, kThreads, smem>>>(static_cast<uint4*>(p), static_cast<const uint4*>(g),
+                                     static_cast<uint4*>(m), static_cast<uint4*>(v),
+                                     static_cast<float*>(am), static_cast<float*>(av), tiles);
     CK(cudaGetLastError());
   };
   launch();  // warm-up
@@ -117,8 +204,8 @@ void run(std::uint64_t n, int steps, double copy_gbs) {
   // The floor the benchmark counts: 16 (fp32) or 10 (bf16) bytes per element, absmax not counted.
   const double floor_bytes = double(n) * (3 * PBytes + 4);
   const double frac = floor_bytes / (ms * 1e-3) / 1e9 / copy_gbs;
-  std::printf("params %-4s depth %d  %d blocks of %d  %8.3f ms  fraction of copy %.3f\n",
-              PBytes == 4 ? "fp32" : "bf16", Depth, grid, kThreads, ms, frac);
+  std::printf("params %-4s %-28s %4d blocks of %d (%d per SM)  %8.3f ms  fraction of copy %.3f\n",
+              PBytes == 4 ? "fp32" : "bf16", what, grid, kThreads, per_sm, ms, frac);
   for (void* x : {p, g, m, v, am, av}) cudaFree(x);
 }
 
@@ -150,13 +237,23 @@ int main(int argc, char** argv) {
   const double copy = timing::copy_bandwidth_gbs();
   std::printf("%s: copy bandwidth %.0f GB/s (cudaMemcpy, read + write), %llu elements\n", prop.name,
               copy, static_cast<unsigned long long>(n));
-  run<2, 1>(n, steps, copy);
-  run<2, 2>(n, steps, copy);
-  run<2, 3>(n, steps, copy);
-  run<2, 4>(n, steps, copy);
-  run<2, 8>(n, steps, copy);
-  run<4, 1>(n, steps, copy);
-  run<4, 2>(n, steps, copy);
-  run<4, 4>(n, steps, copy);  // depth 8 with fp32 parameters spills (H100: 0.30 of copy)
+  // Plain loads, `depth` tiles in flight per thread.
+  run<2>(probe<2, 1>, 0, "loads, depth 1", n, steps, copy);
+  run<2>(probe<2, 2>, 0, "loads, depth 2", n, steps, copy);
+  run<2>(probe<2, 3>, 0, "loads, depth 3", n, steps, copy);
+  run<2>(probe<2, 4>, 0, "loads, depth 4", n, steps, copy);
+  run<2>(probe<2, 8>, 0, "loads, depth 8", n, steps, copy);
+  run<4>(probe<4, 1>, 0, "loads, depth 1", n, steps, copy);
+  run<4>(probe<4, 2>, 0, "loads, depth 2", n, steps, copy);
+  run<4>(probe<4, 4>, 0, "loads, depth 4", n, steps, copy);  // depth 8 spills (H100: 0.30)
+  // Staged through shared memory with cp.async, as the 8-bit kernels (which have the tables).
+  run<2>(probe_staged<2, 4, true>, staged_smem<2, 4, true>(), "staged 4, tables", n, steps, copy);
+  run<2>(probe_staged<2, 3, true>, staged_smem<2, 3, true>(), "staged 3, tables", n, steps, copy);
+  run<2>(probe_staged<2, 2, true>, staged_smem<2, 2, true>(), "staged 2, tables", n, steps, copy);
+  run<2>(probe_staged<2, 4, false>, staged_smem<2, 4, false>(), "staged 4", n, steps, copy);
+  run<2>(probe_staged<2, 3, false>, staged_smem<2, 3, false>(), "staged 3", n, steps, copy);
+  run<2>(probe_staged<2, 2, false>, staged_smem<2, 2, false>(), "staged 2", n, steps, copy);
+  run<4>(probe_staged<4, 4, true>, staged_smem<4, 4, true>(), "staged 4, tables", n, steps, copy);
+  run<4>(probe_staged<4, 2, true>, staged_smem<4, 2, true>(), "staged 2, tables", n, steps, copy);
   return 0;
 }
