@@ -90,12 +90,14 @@ __global__ void __launch_bounds__(kThreads)
 /// a lane's 16-byte reads of its own tile are free of bank conflicts); a lane waits for the
 /// oldest group, meets its warp (__syncwarp: the other lanes' copies are visible), and computes
 /// from shared memory. `Tables` adds the 8-bit kernels' 26,624 bytes of static shared memory
-/// (their codebooks), which also sets how much is left for L1.
-template <int PBytes, int Stages, bool Tables>
+/// (their codebooks), which also sets how much is left for L1. Without `StageP` the parameter is
+/// not staged: each lane loads its tile's parameter from global memory when it computes.
+template <int PBytes, int Stages, bool Tables, bool StageP = true>
 __global__ void __launch_bounds__(kThreads)
     probe_staged(uint4* p, const uint4* g, uint4* m, uint4* v, float* am, float* av,
                  std::uint64_t tiles) {
-  constexpr int kPieces = 2 * PBytes + 3;  // parameter, gradient, two codes, one for the absmax
+  constexpr int kP = StageP ? PBytes : 0;   // staged pieces of the parameter
+  constexpr int kPieces = kP + PBytes + 3;  // parameter, gradient, two codes, one for the absmax
   constexpr int kTilesPerBlock = kBlock / kTile;
   extern __shared__ uint4 buf[];  // [Stages][kPieces][kThreads]
   __shared__ std::uint32_t tables[Tables ? 26624 / 4 : 1];
@@ -126,13 +128,13 @@ __global__ void __launch_bounds__(kThreads)
     }
   };
   const auto fetch = [&](std::uint64_t i) {  // the warp's tiles of iteration i into its stage
-    fetch_array.template operator()<PBytes>(i, p, 0);
-    fetch_array.template operator()<PBytes>(i, g, PBytes);
-    fetch_array.template operator()<1>(i, m, 2 * PBytes);
-    fetch_array.template operator()<1>(i, v, 2 * PBytes + 1);
+    if constexpr (StageP) fetch_array.template operator()<PBytes>(i, p, 0);
+    fetch_array.template operator()<PBytes>(i, g, kP);
+    fetch_array.template operator()<1>(i, m, kP + PBytes);
+    fetch_array.template operator()<1>(i, v, kP + PBytes + 1);
     const std::uint64_t t = t0 + i * stride;
     if (t < tiles && t % kTilesPerBlock == 0) {
-      float* a = reinterpret_cast<float*>(slot(i, 2 * PBytes + 2, lane));
+      float* a = reinterpret_cast<float*>(slot(i, kP + PBytes + 2, lane));
       copy(a, am + t / kTilesPerBlock, 4);
       copy(a + 1, av + t / kTilesPerBlock, 4);
     }
@@ -148,14 +150,14 @@ __global__ void __launch_bounds__(kThreads)
     if (t >= tiles) continue;
 #pragma unroll
     for (int k = 0; k < PBytes; ++k) {
-      const uint4 a = *slot(i, k, lane), b = *slot(i, PBytes + k, lane);
+      const uint4 a = StageP ? *slot(i, k, lane) : p[t * PBytes + k], b = *slot(i, kP + k, lane);
       p[t * PBytes + k] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
     }
-    const uint4 c = *slot(i, 2 * PBytes, lane), e = *slot(i, 2 * PBytes + 1, lane);
+    const uint4 c = *slot(i, kP + PBytes, lane), e = *slot(i, kP + PBytes + 1, lane);
     m[t] = make_uint4(c.x + 1, c.y, c.z, c.w);
     v[t] = make_uint4(e.x + 1, e.y, e.z, e.w);
     if (t % kTilesPerBlock == 0) {
-      const float* a = reinterpret_cast<const float*>(slot(i, 2 * PBytes + 2, lane));
+      const float* a = reinterpret_cast<const float*>(slot(i, kP + PBytes + 2, lane));
       am[t / kTilesPerBlock] = a[0] + 1.f;
       av[t / kTilesPerBlock] = a[1] + 1.f + float(Tables ? tables[tx] : 0u);
     }
@@ -163,9 +165,9 @@ __global__ void __launch_bounds__(kThreads)
   asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
-template <int PBytes, int Stages, bool Tables>
+template <int PBytes, int Stages, bool StageP = true>
 constexpr int staged_smem() {
-  return Stages * (2 * PBytes + 3) * kThreads * 16;
+  return Stages * ((StageP ? 2 : 1) * PBytes + 3) * kThreads * 16;
 }
 
 using Kernel = void (*)(uint4*, const uint4*, uint4*, uint4*, float*, float*, std::uint64_t);
@@ -247,13 +249,17 @@ int main(int argc, char** argv) {
   run<4>(probe<4, 2>, 0, "loads, depth 2", n, steps, copy);
   run<4>(probe<4, 4>, 0, "loads, depth 4", n, steps, copy);  // depth 8 spills (H100: 0.30)
   // Staged through shared memory with cp.async, as the 8-bit kernels (which have the tables).
-  run<2>(probe_staged<2, 4, true>, staged_smem<2, 4, true>(), "staged 4, tables", n, steps, copy);
-  run<2>(probe_staged<2, 3, true>, staged_smem<2, 3, true>(), "staged 3, tables", n, steps, copy);
-  run<2>(probe_staged<2, 2, true>, staged_smem<2, 2, true>(), "staged 2, tables", n, steps, copy);
-  run<2>(probe_staged<2, 4, false>, staged_smem<2, 4, false>(), "staged 4", n, steps, copy);
-  run<2>(probe_staged<2, 3, false>, staged_smem<2, 3, false>(), "staged 3", n, steps, copy);
-  run<2>(probe_staged<2, 2, false>, staged_smem<2, 2, false>(), "staged 2", n, steps, copy);
-  run<4>(probe_staged<4, 4, true>, staged_smem<4, 4, true>(), "staged 4, tables", n, steps, copy);
-  run<4>(probe_staged<4, 2, true>, staged_smem<4, 2, true>(), "staged 2, tables", n, steps, copy);
+  run<2>(probe_staged<2, 4, true>, staged_smem<2, 4>(), "staged 4, tables", n, steps, copy);
+  run<2>(probe_staged<2, 3, true>, staged_smem<2, 3>(), "staged 3, tables", n, steps, copy);
+  run<2>(probe_staged<2, 2, true>, staged_smem<2, 2>(), "staged 2, tables", n, steps, copy);
+  run<2>(probe_staged<2, 4, false>, staged_smem<2, 4>(), "staged 4", n, steps, copy);
+  run<2>(probe_staged<2, 3, false>, staged_smem<2, 3>(), "staged 3", n, steps, copy);
+  run<2>(probe_staged<2, 2, false>, staged_smem<2, 2>(), "staged 2", n, steps, copy);
+  run<2>(probe_staged<2, 4, true, false>, staged_smem<2, 4, false>(), "staged 4 but p, tables", n,
+         steps, copy);
+  run<2>(probe_staged<2, 3, true, false>, staged_smem<2, 3, false>(), "staged 3 but p, tables", n,
+         steps, copy);
+  run<4>(probe_staged<4, 4, true>, staged_smem<4, 4>(), "staged 4, tables", n, steps, copy);
+  run<4>(probe_staged<4, 2, true>, staged_smem<4, 2>(), "staged 2, tables", n, steps, copy);
   return 0;
 }
