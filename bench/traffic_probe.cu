@@ -21,9 +21,13 @@
 #include <cstdlib>
 #include <string>
 
+#include <alloy/exec/stage.cuh>  // async::copy, commit, wait: the kernels' own cp.async
+
 #include "timing.cuh"
 
 namespace {
+
+namespace async = alloy::exec::async;
 
 constexpr int kTile = 16;    // elements per thread per tile
 constexpr int kBlock = 256;  // elements per absmax
@@ -110,12 +114,6 @@ __global__ void __launch_bounds__(kThreads)
   const auto slot = [&](std::uint64_t i, int k, unsigned owner) -> uint4* {
     return buf + (int(i % Stages) * kPieces + k) * kThreads + warp0 + owner;
   };
-  const auto copy = [](void* dst, const void* src, int bytes) {
-    const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-    if (bytes == 16)
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-    else asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
-  };
   // One array of Pieces 16-byte pieces per tile, pieces [k0, k0 + Pieces) of the stage: copy c
   // of the warp takes 16-byte unit 32 c + lane of the warp's 32 consecutive tiles.
   const auto fetch_array = [&]<int Pieces>(std::uint64_t i, const uint4* src, int k0) {
@@ -124,7 +122,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int c = 0; c < Pieces; ++c) {
       const unsigned unit = 32 * c + lane, owner = unit / Pieces;
       if (first + owner < tiles)
-        copy(slot(i, k0 + int(unit % Pieces), owner), src + first * Pieces + unit, 16);
+        async::copy<16>(slot(i, k0 + int(unit % Pieces), owner), src + first * Pieces + unit);
     }
   };
   const auto fetch = [&](std::uint64_t i) {  // the warp's tiles of iteration i into its stage
@@ -135,16 +133,16 @@ __global__ void __launch_bounds__(kThreads)
     const std::uint64_t t = t0 + i * stride;
     if (t < tiles && t % kTilesPerBlock == 0) {
       float* a = reinterpret_cast<float*>(slot(i, kP + PBytes + 2, lane));
-      copy(a, am + t / kTilesPerBlock, 4);
-      copy(a + 1, av + t / kTilesPerBlock, 4);
+      async::copy<4>(a, am + t / kTilesPerBlock);
+      async::copy<4>(a + 1, av + t / kTilesPerBlock);
     }
-    asm volatile("cp.async.commit_group;" ::: "memory");
+    async::commit();
   };
   for (int i = 0; i < Stages - 1; ++i) fetch(i);
   for (std::uint64_t i = 0; t0 - lane + i * stride < tiles; ++i) {
     __syncwarp();  // every lane is done with the stage the next fetch overwrites
     fetch(i + Stages - 1);
-    asm volatile("cp.async.wait_group %0;" ::"n"(Stages - 1) : "memory");
+    async::wait<Stages - 1>();
     __syncwarp();
     const std::uint64_t t = t0 + i * stride;
     if (t >= tiles) continue;
@@ -162,7 +160,7 @@ __global__ void __launch_bounds__(kThreads)
       av[t / kTilesPerBlock] = a[1] + 1.f + float(Tables ? tables[tx] : 0u);
     }
   }
-  asm volatile("cp.async.wait_all;" ::: "memory");
+  async::wait<0>();
 }
 
 template <int PBytes, int Stages, bool StageP = true>

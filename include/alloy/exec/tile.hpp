@@ -354,6 +354,28 @@ ALLOY_HD void for_each_element(Body&& body, Reload&& reload) {
   for (int j = 0; j < N; ++j) body(j, fp::Ieee{});
 }
 
+/// The stochastic-rounding words of a tile's elements i0 .. i0 + N - 1 (Purpose::rounding;
+/// docs/policies/rounding.md): with a state format that rounds its moments stochastically
+/// (`Moments`), each element's own Philox output (word 0 the parameter, 1 + k moment k); when
+/// only the parameter is (`Param`), its 16 bits in word 0 (rounding_bits: one call per 8
+/// elements, drawn once per tile); otherwise nothing is drawn.
+template <int N, bool Param, bool Moments>
+struct TileRounding {
+  static constexpr bool kPacked = Param && !Moments;
+  RandomStream rng;
+  std::uint64_t i0;
+  std::uint32_t bits[kPacked ? N : 1] = {};
+
+  ALLOY_HD TileRounding(const RandomStream& r, std::uint64_t first) : rng(r), i0(first) {
+    if constexpr (kPacked) rounding_bits<N>(rng, i0, bits);
+  }
+  ALLOY_HD Philox4x32 words(int j) const {
+    if constexpr (Moments) return rng.at(i0 + std::uint64_t(j));
+    else if constexpr (kPacked) return Philox4x32{{bits[j], 0, 0, 0}};
+    else return Philox4x32{{0, 0, 0, 0}};
+  }
+};
+
 /// A tile's new parameters, rounded to PT: one by one, or, for round-to-nearest into a 16-bit
 /// type, kept in fp32 and rounded in pairs at the end (one instruction per pair on the device).
 template <class PT, Rounding PR, int N>
@@ -459,9 +481,7 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
     template <bool VecP, bool VecS, class Group = Solo>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
                                const Pass<Args>& pass, int valid = N) {
-      const RandomStream rng = pass.rounding(t.key);
-      std::uint32_t pr[N] = {};  // the parameters' rounding bits, if only they are random
-      if constexpr (kRandom && !Format::kRandom) rounding_bits<N>(rng, i0, pr);
+      const TileRounding<N, kRandom, Format::kRandom> rounding(pass.rounding(t.key), i0);
       ParamOut<PT, PR, N> out;
       for_each_element<N, kFastFirst>(
           [&](int j, auto&& ar) {
@@ -470,8 +490,7 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
             for (int k = 0; k < K; ++k)
               mj[k] = this->m.kept(t, k) ? this->m.get(k, j, pass.tables) : 0.f;
             Rule::update(s, pj, to_float(this->g[j]), mj, ar);
-            Philox4x32 r{{pr[j], 0, 0, 0}};
-            if constexpr (Format::kRandom) r = rng.at(i0 + std::uint64_t(j));
+            const Philox4x32 r = rounding.words(j);
             out.set(j, pj, r.v[0]);
             for (int k = 0; k < K; ++k) this->m.put(k, j, mj[k], r.v[1 + k]);
           },
@@ -536,17 +555,14 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
     template <bool VecP, bool VecS, class Group = Solo>
     ALLOY_HD void update_store_given(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
                                      const Pass<Args>& pass, const float (&v)[N], int valid = N) {
-      const RandomStream rng = pass.rounding(t.key);
-      std::uint32_t pr[N] = {};  // as ElementStep's
-      if constexpr (kRandom && !Format::kRandom) rounding_bits<N>(rng, i0, pr);
+      const TileRounding<N, kRandom, Format::kRandom> rounding(pass.rounding(t.key), i0);
       ParamOut<PT, PR, N> out;
       for_each_element<N, kFastFirst>(
           [&](int j, auto&& ar) {
             float pj = to_float(this->p[j]);
             float m0 = this->m.get(0, j, pass.tables);
             Rule::update_given_second(s, pj, to_float(this->g[j]), m0, v[j], ar);
-            Philox4x32 r{{pr[j], 0, 0, 0}};
-            if constexpr (Format::kRandom) r = rng.at(i0 + std::uint64_t(j));
+            const Philox4x32 r = rounding.words(j);
             out.set(j, pj, r.v[0]);
             this->m.put(0, j, m0, r.v[1]);
           },

@@ -157,7 +157,7 @@ struct ZoPerturb {
       float z[N];
       directions<N>(zs, i0, z);
       std::uint32_t r[N] = {};
-      if constexpr (kRandom) alloy::rounding_bits<N>(rng, i0, r);
+      if constexpr (kRandom) rounding_bits<N>(rng, i0, r);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
@@ -266,10 +266,7 @@ struct ZoUpdate {
         Perturb::template directions<N>(grad::direction_stream(pass.seed, pass.step + 1, t.key, 0),
                                         i0, z);
       }
-      // Stochastic rounding of the parameter only: 16 packed bits per element; with a
-      // stochastic state format, a full call per element (words 0..2: p, m, v).
-      std::uint32_t pr[N] = {};
-      if constexpr (kRandom && !Format::kRandom) alloy::rounding_bits<N>(rng, i0, pr);
+      const exec::TileRounding<N, kRandom, Format::kRandom> rounding(rng, i0);
 #if ALLOY_ON_DEVICE
 #pragma unroll
 #endif
@@ -278,8 +275,7 @@ struct ZoUpdate {
         for (int k = 0; k < K; ++k) mj[k] = m.kept(t, k) ? m.get(k, j, pass.tables) : 0.f;
         Rule::update(s, pj[j], g[j], mj);
         if (a.fold) pj[j] = fp::add(pj[j], fp::mul(a.eps, z[j]));
-        Philox4x32 r{{pr[j], 0, 0, 0}};
-        if constexpr (Format::kRandom) r = rng.at(i0 + std::uint64_t(j));
+        const Philox4x32 r = rounding.words(j);
         p[j] = round_to<PT, PR>(pj[j], r.v[0]);
         for (int k = 0; k < K; ++k) m.put(k, j, mj[k], r.v[1 + k]);
       }
