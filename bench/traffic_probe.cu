@@ -10,10 +10,12 @@
 // that reaches the probe's fraction is as fast as its bytes allow on this device; the gap
 // between the two is what the arithmetic costs.
 //
-// Each thread owns 16-element tiles (as the 8-bit kernels' 16-bit-parameter path) and keeps
-// `depth` of them in flight (all loads of the tiles, then all stores; plain 16-byte loads, no
-// shared memory); the grid is one full wave of the kernel. Prints one line per (parameter
-// dtype, depth) and the copy bandwidth. Measured: docs/policies/int8.md.
+// Each thread owns 16-element tiles (as the 8-bit kernels' 16-bit-parameter path). Three ways
+// to move them: plain 16-byte loads, `depth` tiles in flight per thread (`probe`); staged in
+// shared memory with cp.async as the kernels do (`probe_staged`); staged with sm_90 bulk copies
+// and mbarriers (`probe_bulk`). The grid is one full wave of the kernel (optionally at most
+// `cap` blocks per SM). Prints one line per configuration and the copy bandwidth. Measured:
+// docs/policies/int8.md.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -163,6 +165,108 @@ __global__ void __launch_bounds__(kThreads)
   async::wait<0>();
 }
 
+namespace bulk {
+/// The mbarrier at `bar` (shared memory) expects one arrival.
+__device__ __forceinline__ void init(std::uint64_t* bar) {
+  const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(b) : "memory");
+}
+/// Arrives on `bar`, announcing `bytes` of bulk copies that will complete on it.
+__device__ __forceinline__ void expect(std::uint64_t* bar, unsigned bytes) {
+  const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(bytes)
+               : "memory");
+}
+/// One bulk copy (TMA) of `bytes` (a multiple of 16, both ends 16-byte aligned) from global to
+/// shared memory, completing on `bar`.
+__device__ __forceinline__ void copy(void* dst, const void* src, unsigned bytes,
+                                     std::uint64_t* bar) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"(d),
+      "l"(src), "r"(bytes), "r"(b)
+      : "memory");
+}
+/// Waits until the phase of `bar` with this parity has completed.
+__device__ __forceinline__ void wait(std::uint64_t* bar, unsigned parity) {
+  const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      " @!p bra W;\n}" ::"r"(b),
+      "r"(parity)
+      : "memory");
+}
+}  // namespace bulk
+
+/// The same traffic staged with bulk copies (TMA, sm_90): lane 0 of each warp copies its warp's
+/// next 32 tiles of each array (parameter, gradient, two codes: one contiguous run each)
+/// `Stages - 1` iterations ahead, completing on one mbarrier per warp and stage; the lanes wait
+/// on it and read their tiles from shared memory, 16-byte pieces in a lane-dependent order (no
+/// bank conflicts). The absmax (8 bytes per moment per warp, below the bulk copies' 16) load
+/// plainly. Needs elements % (32 * 16) == 0.
+template <int PBytes, int Stages, bool Tables, int Threads = kThreads>
+__global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, uint4* m, uint4* v,
+                                                      float* am, float* av, std::uint64_t tiles) {
+  constexpr int kPieces = 2 * PBytes + 2;  // 16-byte pieces per tile: p, g, m, v
+  constexpr int kWarps = Threads / 32;
+  constexpr int kTilesPerBlock = kBlock / kTile;
+  extern __shared__ uint4 buf[];  // [Stages][warp][array][32 lanes x pieces]
+  __shared__ std::uint64_t bars[Stages][kWarps];
+  __shared__ std::uint32_t tables[Tables ? 26624 / 4 : 1];
+  const unsigned tx = (threadIdx.x * 26u) % (sizeof(tables) / 4);
+  if (Tables) tables[tx] = 0;
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0)
+    for (int s = 0; s < Stages; ++s) bulk::init(&bars[s][warp]);
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  __syncwarp();
+  const std::uint64_t stride = std::uint64_t(gridDim.x) * Threads;
+  const std::uint64_t t0 = blockIdx.x * std::uint64_t(Threads) + threadIdx.x;
+  const std::uint64_t w0 = t0 - lane;  // the warp's first tile
+  const auto stage = [&](std::uint64_t i) {
+    return buf + (int(i % Stages) * kWarps + warp) * 32 * kPieces;
+  };
+  const auto fetch = [&](std::uint64_t i) {
+    const std::uint64_t first = w0 + i * stride;
+    if (lane != 0 || first >= tiles) return;
+    uint4* s = stage(i);
+    std::uint64_t* bar = &bars[i % Stages][warp];
+    bulk::expect(bar, 32 * kPieces * 16);
+    bulk::copy(s, p + first * PBytes, 32 * PBytes * 16, bar);
+    bulk::copy(s + 32 * PBytes, g + first * PBytes, 32 * PBytes * 16, bar);
+    bulk::copy(s + 64 * PBytes, m + first, 32 * 16, bar);
+    bulk::copy(s + 64 * PBytes + 32, v + first, 32 * 16, bar);
+  };
+  for (int i = 0; i < Stages - 1; ++i) fetch(i);
+  for (std::uint64_t i = 0; w0 + i * stride < tiles; ++i) {
+    __syncwarp();  // every lane is done with the stage the next fetch overwrites
+    fetch(i + Stages - 1);
+    bulk::wait(&bars[i % Stages][warp], unsigned(i / Stages) & 1u);
+    const std::uint64_t t = t0 + i * stride;
+    const uint4* s = stage(i);
+#pragma unroll
+    for (int k = 0; k < PBytes; ++k) {
+      const int kk = k ^ int((lane >> 2) % PBytes);  // 8 lanes of a phase: 8 distinct bank groups
+      const uint4 a = s[lane * PBytes + kk], b = s[32 * PBytes + lane * PBytes + kk];
+      p[t * PBytes + kk] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
+    }
+    const uint4 c = s[64 * PBytes + lane], e = s[64 * PBytes + 32 + lane];
+    m[t] = make_uint4(c.x + 1, c.y, c.z, c.w);
+    v[t] = make_uint4(e.x + 1, e.y, e.z, e.w);
+    if (t % kTilesPerBlock == 0) {
+      am[t / kTilesPerBlock] = am[t / kTilesPerBlock] + 1.f;
+      av[t / kTilesPerBlock] = av[t / kTilesPerBlock] + 1.f + float(Tables ? tables[tx] : 0u);
+    }
+  }
+}
+
+template <int PBytes, int Stages, int Threads = kThreads>
+constexpr int bulk_smem() {
+  return Stages * (2 * PBytes + 2) * Threads * 16;
+}
+
 template <int PBytes, int Stages, bool StageP = true>
 constexpr int staged_smem() {
   return Stages * ((StageP ? 2 : 1) * PBytes + 3) * kThreads * 16;
@@ -172,7 +276,8 @@ using Kernel = void (*)(uint4*, const uint4*, uint4*, uint4*, float*, float*, st
 
 /// Times `kernel` (one full wave of it with `smem` bytes of dynamic shared memory) over n elements.
 template <int PBytes>
-void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, double copy_gbs) {
+void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, double copy_gbs,
+         int cap = 64, int threads = kThreads) {
   const std::uint64_t tiles = n / kTile;
   void *p, *g, *m, *v, *am, *av;
   CK(cudaMalloc(&p, n * PBytes));
@@ -191,12 +296,13 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
   CK(cudaGetDevice(&dev));
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
+  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+  per_sm = per_sm < cap ? per_sm : cap;  // blocks per SM: the grid is one wave of them
   const unsigned grid = unsigned(sms * per_sm);
   const auto launch = [&] {
-    kernel<<<grid, kThreads, smem>>>(static_cast<uint4*>(p), static_cast<const uint4*>(g),
-                                     static_cast<uint4*>(m), static_cast<uint4*>(v),
-                                     static_cast<float*>(am), static_cast<float*>(av), tiles);
+    kernel<<<grid, threads, smem>>>(static_cast<uint4*>(p), static_cast<const uint4*>(g),
+                                    static_cast<uint4*>(m), static_cast<uint4*>(v),
+                                    static_cast<float*>(am), static_cast<float*>(av), tiles);
     CK(cudaGetLastError());
   };
   launch();  // warm-up
@@ -205,7 +311,7 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
   const double floor_bytes = double(n) * (3 * PBytes + 4);
   const double frac = floor_bytes / (ms * 1e-3) / 1e9 / copy_gbs;
   std::printf("params %-4s %-28s %4d blocks of %d (%d per SM)  %8.3f ms  fraction of copy %.3f\n",
-              PBytes == 4 ? "fp32" : "bf16", what, grid, kThreads, per_sm, ms, frac);
+              PBytes == 4 ? "fp32" : "bf16", what, grid, threads, per_sm, ms, frac);
   for (void* x : {p, g, m, v, am, av}) cudaFree(x);
 }
 
@@ -257,6 +363,33 @@ int main(int argc, char** argv) {
          steps, copy);
   run<2>(probe_staged<2, 3, true, false>, staged_smem<2, 3, false>(), "staged 3 but p, tables", n,
          steps, copy);
+  // Staged with bulk copies (TMA), one mbarrier per warp and stage.
+  if (n % (32 * kTile) == 0) {
+    run<2>(probe_bulk<2, 4, true>, bulk_smem<2, 4>(), "bulk 4, tables", n, steps, copy);
+    run<2>(probe_bulk<2, 4, true, 128>, bulk_smem<2, 4, 128>(), "bulk 4, tables, cap 2", n, steps,
+           copy, 2, 128);
+    run<2>(probe_bulk<2, 4, true, 128>, bulk_smem<2, 4, 128>(), "bulk 4, tables", n, steps, copy,
+           64, 128);
+    run<2>(probe_bulk<2, 3, true, 128>, bulk_smem<2, 3, 128>(), "bulk 3, tables, cap 2", n, steps,
+           copy, 2, 128);
+    run<2>(probe_bulk<2, 3, true, 128>, bulk_smem<2, 3, 128>(), "bulk 3, tables", n, steps, copy,
+           64, 128);
+    run<2>(probe_bulk<2, 2, true, 128>, bulk_smem<2, 2, 128>(), "bulk 2, tables", n, steps, copy,
+           64, 128);
+    run<2>(probe_bulk<2, 2, true, 128>, bulk_smem<2, 2, 128>(), "bulk 2, tables, cap 3", n, steps,
+           copy, 3, 128);
+    run<2>(probe_bulk<2, 3, true>, bulk_smem<2, 3>(), "bulk 3, tables", n, steps, copy);
+    run<2>(probe_bulk<2, 2, true>, bulk_smem<2, 2>(), "bulk 2, tables, cap 2", n, steps, copy, 2);
+    run<2>(probe_bulk<2, 2, true>, bulk_smem<2, 2>(), "bulk 2, tables", n, steps, copy);
+    run<2>(probe_bulk<2, 4, false>, bulk_smem<2, 4>(), "bulk 4", n, steps, copy);
+    run<2>(probe_bulk<2, 4, false>, bulk_smem<2, 4>(), "bulk 4, cap 1", n, steps, copy, 1);
+    run<2>(probe_bulk<2, 8, false>, bulk_smem<2, 8>(), "bulk 8", n, steps, copy);
+    run<2>(probe_bulk<2, 2, false>, bulk_smem<2, 2>(), "bulk 2, cap 2", n, steps, copy, 2);
+    run<2>(probe_bulk<2, 2, false>, bulk_smem<2, 2>(), "bulk 2, cap 1", n, steps, copy, 1);
+    run<2>(probe_bulk<2, 2, false>, bulk_smem<2, 2>(), "bulk 2, cap 4", n, steps, copy, 4);
+    run<4>(probe_bulk<4, 4, true>, bulk_smem<4, 4>(), "bulk 4, tables", n, steps, copy);
+    run<4>(probe_bulk<4, 2, true>, bulk_smem<4, 2>(), "bulk 2, tables", n, steps, copy);
+  }
   run<4>(probe_staged<4, 4, true>, staged_smem<4, 4>(), "staged 4, tables", n, steps, copy);
   run<4>(probe_staged<4, 2, true>, staged_smem<4, 2>(), "staged 2, tables", n, steps, copy);
   return 0;
