@@ -574,6 +574,22 @@ __device__ __forceinline__ float load(const float* local, unsigned r) {
 }
 }  // namespace cluster
 
+/// Thread blocks per SM the one-pass kernel must fit (__launch_bounds__' minimum): 4 with one run
+/// per lane (at most 64 registers), 2 with four (128), except 3 for block formats with four
+/// that round to nearest (80 registers; ptxas took 83-84, two blocks per SM, when free to). On
+/// the H100, llama1b's 8-bit PerBlock rows ran at 0.836-0.840 (fp32) and 0.698-0.703 (bf16) of
+/// copy with 3, against 0.823-0.824 and 0.695-0.696 with 2, and 0.813-0.814 / 0.664-0.665 with 4
+/// (64 registers, spilling); with stochastic rounding (bf16) 3 spilled and ran at 0.585-0.586
+/// against 0.590-0.593 with 2. Three runs each (2026-11-26, docs/policies/int8.md).
+#ifndef ALLOY_ONE_PASS_MIN_BLOCKS_BLOCK_FORMAT_4
+#define ALLOY_ONE_PASS_MIN_BLOCKS_BLOCK_FORMAT_4 3
+#endif
+template <class E, int K>
+inline constexpr int kOnePassMinBlocks =
+    K == 1                         ? 4
+    : kBlockKind<E> && !E::kRandom ? ALLOY_ONE_PASS_MIN_BLOCKS_BLOCK_FORMAT_4
+                                   : 2;
+
 /// share::PerBlock in one pass. Without `Cluster`: one thread block (share::kSumLanes threads)
 /// per sharing block of at most K * kSumLanes * kSumRun = K * 2048 elements (one segment;
 /// grid-stride over spans' blocks). Lane l loads the runs of 8 elements starting at
@@ -591,7 +607,7 @@ __device__ __forceinline__ float load(const float* local, unsigned r) {
 /// Bitwise the host's and the two-pass path's result. Block formats need blocks of whole
 /// quantization blocks (a warp's 256 elements are one).
 template <class E, class Rule, int K, bool Cluster = false>
-__global__ void __launch_bounds__(share::kSumLanes, K == 1 ? 4 : 2)  // <= 64 / 128 registers
+__global__ void __launch_bounds__(share::kSumLanes, kOnePassMinBlocks<E, K>)
     shared_one_pass_kernel(const TensorEntry* entries, const SharedSpan* spans,
                            std::uint32_t nspans, std::uint64_t total,
                            const typename Rule::Scalars* scalars, const std::uint32_t* global_step,
