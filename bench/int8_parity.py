@@ -152,7 +152,7 @@ def distance(ps: list[torch.Tensor], refs: list[torch.Tensor], p0s: list[torch.T
     }
 
 
-def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int) -> dict:
+def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int, alloy_wd=None) -> dict:
     dt, dcode = DTYPES[dtype_name]
     names = list(SHAPES)
     shapes = [SHAPES[k] for k in names]
@@ -171,10 +171,12 @@ def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int) -> dict
     for p in bp:
         p.grad = torch.zeros_like(p)
     bnb_opt = bnb.optim.AdamW8bit(bp, **HP)
-    # alloy: int8 on the run's dtype, fp32 (sanity) on fp32 params
-    a8 = AlloyOptimizer(lib, "adamw_int8", [x.clone() for x in init], names, dcode, HP)
+    # alloy: int8 on the run's dtype, fp32 (sanity) on fp32 params; --alloy-weight-decay changes
+    # the 8-bit runs' decay only (a diagnostic: the reference and bitsandbytes keep HP's)
+    h8 = HP if alloy_wd is None else dict(HP, weight_decay=alloy_wd)
+    a8 = AlloyOptimizer(lib, "adamw_int8", [x.clone() for x in init], names, dcode, h8)
     a32 = AlloyOptimizer(lib, "adamw_fp32", [x.clone() for x in p0], names, 0, HP)
-    asr = (AlloyOptimizer(lib, "adamw_int8_sr", [x.clone() for x in init], names, dcode, HP)
+    asr = (AlloyOptimizer(lib, "adamw_int8_sr", [x.clone() for x in init], names, dcode, h8)
            if dt == torch.bfloat16 else None)
 
     t0 = time.perf_counter()
@@ -298,6 +300,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--out", default="int8_parity.json")
+    ap.add_argument("--alloy-weight-decay", type=float, default=None,
+                    help="diagnostic: weight decay of alloy's 8-bit runs only (default: the same as the others)")
     args = ap.parse_args()
     dtypes = parse_choices(ap, args.dtypes, DTYPES, "dtype")
     check_seeds_steps(ap, args)
@@ -318,6 +322,7 @@ def main() -> int:
         "bitsandbytes": getattr(bnb, "__version__", "?"),
         "lib": str(Path(args.lib).resolve()),
         "hp": HP,
+        "alloy_weight_decay": args.alloy_weight_decay,
         "shapes": SHAPES,
         "params": sum(math.prod(s) for s in SHAPES.values()),
         "grad": f"{GRAD_NOISE} * randn + {GRAD_BIAS} * fixed_dir (randn per tensor), generator seed*1000+step",
@@ -332,7 +337,7 @@ def main() -> int:
     for dname in dtypes:
         rows = []
         for seed in doc["seeds"]:
-            r = run_seed(lib, bnb, seed, dname, args.steps)
+            r = run_seed(lib, bnb, seed, dname, args.steps, args.alloy_weight_decay)
             rows.append(r)
             d = r["distance"]
             print(f"[int8_parity] {dname} seed {seed}: rel_l2 bnb {d['bnb_int8']['rel_l2']:.4e} "
