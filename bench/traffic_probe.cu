@@ -166,21 +166,39 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 namespace bulk {
+// sm_90 instructions: compiled for earlier devices the helpers trap (main runs the bulk rows on
+// sm_90 and later only).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define PROBE_BULK 0
+#else
+#define PROBE_BULK 1
+#endif
 /// The mbarrier at `bar` (shared memory) expects one arrival.
 __device__ __forceinline__ void init(std::uint64_t* bar) {
+#if PROBE_BULK
   const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
   asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(b) : "memory");
+#else
+  (void)bar;
+  __trap();
+#endif
 }
 /// Arrives on `bar`, announcing `bytes` of bulk copies that will complete on it.
 __device__ __forceinline__ void expect(std::uint64_t* bar, unsigned bytes) {
+#if PROBE_BULK
   const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(bytes)
                : "memory");
+#else
+  (void)bar;
+  (void)bytes;
+#endif
 }
 /// One bulk copy (TMA) of `bytes` (a multiple of 16, both ends 16-byte aligned) from global to
 /// shared memory, completing on `bar`.
 __device__ __forceinline__ void copy(void* dst, const void* src, unsigned bytes,
                                      std::uint64_t* bar) {
+#if PROBE_BULK
   const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
   asm volatile(
@@ -188,15 +206,26 @@ __device__ __forceinline__ void copy(void* dst, const void* src, unsigned bytes,
           "r"(d),
       "l"(src), "r"(bytes), "r"(b)
       : "memory");
+#else
+  (void)dst;
+  (void)src;
+  (void)bytes;
+  (void)bar;
+#endif
 }
 /// Waits until the phase of `bar` with this parity has completed.
 __device__ __forceinline__ void wait(std::uint64_t* bar, unsigned parity) {
+#if PROBE_BULK
   const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
   asm volatile(
       "{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
       " @!p bra W;\n}" ::"r"(b),
       "r"(parity)
       : "memory");
+#else
+  (void)bar;
+  (void)parity;
+#endif
 }
 }  // namespace bulk
 
@@ -220,7 +249,9 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0)
     for (int s = 0; s < Stages; ++s) bulk::init(&bars[s][warp]);
+#if PROBE_BULK
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
   __syncwarp();
   const std::uint64_t stride = std::uint64_t(gridDim.x) * Threads;
   const std::uint64_t t0 = blockIdx.x * std::uint64_t(Threads) + threadIdx.x;
@@ -352,19 +383,29 @@ int main(int argc, char** argv) {
   run<4>(probe<4, 1>, 0, "loads, depth 1", n, steps, copy);
   run<4>(probe<4, 2>, 0, "loads, depth 2", n, steps, copy);
   run<4>(probe<4, 4>, 0, "loads, depth 4", n, steps, copy);  // depth 8 spills (H100: 0.30)
-  // Staged through shared memory with cp.async, as the 8-bit kernels (which have the tables).
-  run<2>(probe_staged<2, 4, true>, staged_smem<2, 4>(), "staged 4, tables", n, steps, copy);
-  run<2>(probe_staged<2, 3, true>, staged_smem<2, 3>(), "staged 3, tables", n, steps, copy);
-  run<2>(probe_staged<2, 2, true>, staged_smem<2, 2>(), "staged 2, tables", n, steps, copy);
-  run<2>(probe_staged<2, 4, false>, staged_smem<2, 4>(), "staged 4", n, steps, copy);
-  run<2>(probe_staged<2, 3, false>, staged_smem<2, 3>(), "staged 3", n, steps, copy);
-  run<2>(probe_staged<2, 2, false>, staged_smem<2, 2>(), "staged 2", n, steps, copy);
-  run<2>(probe_staged<2, 4, true, false>, staged_smem<2, 4, false>(), "staged 4 but p, tables", n,
-         steps, copy);
-  run<2>(probe_staged<2, 3, true, false>, staged_smem<2, 3, false>(), "staged 3 but p, tables", n,
-         steps, copy);
-  // Staged with bulk copies (TMA), one mbarrier per warp and stage.
-  if (n % (32 * kTile) == 0) {
+  // Staged through shared memory with cp.async (sm_80 on), as the 8-bit kernels (which have
+  // the tables).
+  if (prop.major >= 8) {
+    run<2>(probe_staged<2, 4, true>, staged_smem<2, 4>(), "staged 4, tables", n, steps, copy);
+    run<2>(probe_staged<2, 3, true>, staged_smem<2, 3>(), "staged 3, tables", n, steps, copy);
+    run<2>(probe_staged<2, 2, true>, staged_smem<2, 2>(), "staged 2, tables", n, steps, copy);
+    run<2>(probe_staged<2, 4, false>, staged_smem<2, 4>(), "staged 4", n, steps, copy);
+    run<2>(probe_staged<2, 3, false>, staged_smem<2, 3>(), "staged 3", n, steps, copy);
+    run<2>(probe_staged<2, 2, false>, staged_smem<2, 2>(), "staged 2", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, false>, staged_smem<2, 4, false>(), "staged 4 but p, tables", n,
+           steps, copy);
+    run<2>(probe_staged<2, 3, true, false>, staged_smem<2, 3, false>(), "staged 3 but p, tables", n,
+           steps, copy);
+    run<4>(probe_staged<4, 4, true>, staged_smem<4, 4>(), "staged 4, tables", n, steps, copy);
+    run<4>(probe_staged<4, 2, true>, staged_smem<4, 2>(), "staged 2, tables", n, steps, copy);
+  } else {
+    std::printf("staged rows skipped: cp.async needs sm_80 or later\n");
+  }
+  // Staged with bulk copies (TMA, sm_90 on), one mbarrier per warp and stage.
+  if (prop.major < 9 || n % (32 * kTile) != 0) {
+    std::printf("bulk rows skipped: they need sm_90 or later and --elements a multiple of %d\n",
+                32 * kTile);
+  } else {
     run<2>(probe_bulk<2, 4, true>, bulk_smem<2, 4>(), "bulk 4, tables", n, steps, copy);
     run<2>(probe_bulk<2, 4, true, 128>, bulk_smem<2, 4, 128>(), "bulk 4, tables, cap 2", n, steps,
            copy, 2, 128);
@@ -390,7 +431,5 @@ int main(int argc, char** argv) {
     run<4>(probe_bulk<4, 4, true>, bulk_smem<4, 4>(), "bulk 4, tables", n, steps, copy);
     run<4>(probe_bulk<4, 2, true>, bulk_smem<4, 2>(), "bulk 2, tables", n, steps, copy);
   }
-  run<4>(probe_staged<4, 4, true>, staged_smem<4, 4>(), "staged 4, tables", n, steps, copy);
-  run<4>(probe_staged<4, 2, true>, staged_smem<4, 2>(), "staged 2, tables", n, steps, copy);
   return 0;
 }

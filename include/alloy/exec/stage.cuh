@@ -63,23 +63,42 @@ constexpr bool stages_on_ptx(int ptx_version) {
 }
 
 namespace async {
+// cp.async exists from sm_80 on. Code compiled for earlier devices never stages (ALLOY_STAGE_ARCH)
+// and traps if it calls these anyway, so that any caller compiles for every architecture.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define ALLOY_CP_ASYNC 0
+#else
+#define ALLOY_CP_ASYNC 1
+#endif
 /// Copies Bytes (4, 8 or 16) from global memory to shared memory without the registers,
 /// through L1 (.ca). (The L1-bypassing form for 16 bytes, .cg, ran the 8-bit AdamW kernels at
 /// 0.66-0.71 of copy against 0.85-0.88 with .ca, coalesced or not; H100, 2026-11-26.)
 template <int Bytes>
 __device__ __forceinline__ void copy(void* shared, const void* global) {
   static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16);
+#if ALLOY_CP_ASYNC
   const auto s = static_cast<unsigned>(__cvta_generic_to_shared(shared));
   asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(s), "l"(global), "n"(Bytes)
                : "memory");
+#else
+  (void)shared;
+  (void)global;
+  __trap();
+#endif
 }
 /// Closes the group of copies issued since the last commit (possibly none).
-__device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void commit() {
+#if ALLOY_CP_ASYNC
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
 /// Waits until at most `Pending` of this thread's committed groups are still in flight; the
 /// completed groups' data is then visible to this thread.
 template <int Pending>
 __device__ __forceinline__ void wait() {
+#if ALLOY_CP_ASYNC
   asm volatile("cp.async.wait_group %0;" ::"n"(Pending) : "memory");
+#endif
 }
 }  // namespace async
 
