@@ -13,9 +13,12 @@
 // Each thread owns 16-element tiles (as the 8-bit kernels' 16-bit-parameter path). Three ways
 // to move them: plain 16-byte loads, `depth` tiles in flight per thread (`probe`); staged in
 // shared memory with cp.async as the kernels do (`probe_staged`); staged with sm_90 bulk copies
-// and mbarriers (`probe_bulk`). The grid is one full wave of the kernel (optionally at most
-// `cap` blocks per SM). Prints one line per configuration and the copy bandwidth. Measured:
-// docs/policies/int8.md.
+// and mbarriers (`probe_bulk`). Two layouts beside the kernels' own: both moments' codes
+// interleaved tile by tile in one array (`mv`), and parameter stores whose every instruction
+// writes 512 consecutive bytes (`coalesced p`; a lane storing its own tile writes half of each
+// 32-byte sector an instruction touches). The grid is one full wave of the kernel (optionally
+// at most `cap` blocks per SM). Prints one line per configuration and the copy bandwidth.
+// Measured: docs/policies/int8.md.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -53,35 +56,44 @@ __device__ __forceinline__ void each_tile(std::uint64_t t0, std::uint64_t stride
     if (t0 + d * stride < tiles) f(d, t0 + d * stride);
 }
 
-template <int PBytes, int Depth>
+template <int PBytes, int Depth, bool MV = false, bool CoalescedP = false>
 __global__ void __launch_bounds__(kThreads)
     probe(uint4* p, const uint4* g, uint4* m, uint4* v, float* am, float* av, std::uint64_t tiles) {
   constexpr int kTilesPerBlock = kBlock / kTile;
+  // MV: the two moments' codes interleaved tile by tile in one array (m: unit 2t, v: 2t + 1).
+  const auto mi = [](std::uint64_t t) { return MV ? 2 * t : t; };
+  if constexpr (MV) v = m + 1;
   const std::uint64_t stride = std::uint64_t(gridDim.x) * kThreads;
   for (std::uint64_t t0 = blockIdx.x * std::uint64_t(kThreads) + threadIdx.x; t0 < tiles;
        t0 += stride * Depth) {
     Tile<PBytes> x[Depth];
     each_tile<Depth>(t0, stride, tiles, [&](int d, std::uint64_t t) {
+      const unsigned lane = threadIdx.x % 32;
+      const auto pi = [&](int k) {  // CoalescedP: 512 consecutive bytes per instruction
+        return CoalescedP ? (t - lane) * PBytes + 32 * k + lane : t * PBytes + k;
+      };
 #pragma unroll
       for (int k = 0; k < PBytes; ++k) {
-        x[d].p[k] = p[t * PBytes + k];
-        x[d].g[k] = g[t * PBytes + k];
+        x[d].p[k] = p[pi(k)];
+        x[d].g[k] = g[pi(k)];
       }
-      x[d].m = m[t];
-      x[d].v = v[t];
+      x[d].m = m[mi(t)];
+      x[d].v = v[mi(t)];
       if (t % kTilesPerBlock == 0) {
         x[d].am = am[t / kTilesPerBlock];
         x[d].av = av[t / kTilesPerBlock];
       }
     });
     each_tile<Depth>(t0, stride, tiles, [&](int d, std::uint64_t t) {
+      const unsigned lane = threadIdx.x % 32;
 #pragma unroll
       for (int k = 0; k < PBytes; ++k) {
         const uint4 a = x[d].p[k], b = x[d].g[k];
-        p[t * PBytes + k] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
+        p[CoalescedP ? (t - lane) * PBytes + 32 * k + lane : t * PBytes + k] =
+            make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
       }
-      m[t] = make_uint4(x[d].m.x + 1, x[d].m.y, x[d].m.z, x[d].m.w);
-      v[t] = make_uint4(x[d].v.x + 1, x[d].v.y, x[d].v.z, x[d].v.w);
+      m[mi(t)] = make_uint4(x[d].m.x + 1, x[d].m.y, x[d].m.z, x[d].m.w);
+      v[mi(t)] = make_uint4(x[d].v.x + 1, x[d].v.y, x[d].v.z, x[d].v.w);
       if (t % kTilesPerBlock == 0) {
         am[t / kTilesPerBlock] = x[d].am + 1.f;
         av[t / kTilesPerBlock] = x[d].av + 1.f;
@@ -98,10 +110,13 @@ __global__ void __launch_bounds__(kThreads)
 /// from shared memory. `Tables` adds the 8-bit kernels' 26,624 bytes of static shared memory
 /// (their codebooks), which also sets how much is left for L1. Without `StageP` the parameter is
 /// not staged: each lane loads its tile's parameter from global memory when it computes.
-template <int PBytes, int Stages, bool Tables, bool StageP = true>
+template <int PBytes, int Stages, bool Tables, bool StageP = true, bool MV = false,
+          bool CoalescedP = false>
 __global__ void __launch_bounds__(kThreads)
     probe_staged(uint4* p, const uint4* g, uint4* m, uint4* v, float* am, float* av,
                  std::uint64_t tiles) {
+  const auto mi = [](std::uint64_t t) { return MV ? 2 * t : t; };
+  if constexpr (MV) v = m + 1;
   constexpr int kP = StageP ? PBytes : 0;   // staged pieces of the parameter
   constexpr int kPieces = kP + PBytes + 3;  // parameter, gradient, two codes, one for the absmax
   constexpr int kTilesPerBlock = kBlock / kTile;
@@ -130,8 +145,12 @@ __global__ void __launch_bounds__(kThreads)
   const auto fetch = [&](std::uint64_t i) {  // the warp's tiles of iteration i into its stage
     if constexpr (StageP) fetch_array.template operator()<PBytes>(i, p, 0);
     fetch_array.template operator()<PBytes>(i, g, kP);
-    fetch_array.template operator()<1>(i, m, kP + PBytes);
-    fetch_array.template operator()<1>(i, v, kP + PBytes + 1);
+    if constexpr (MV) {
+      fetch_array.template operator()<2>(i, m, kP + PBytes);  // pieces m, v of each tile
+    } else {
+      fetch_array.template operator()<1>(i, m, kP + PBytes);
+      fetch_array.template operator()<1>(i, v, kP + PBytes + 1);
+    }
     const std::uint64_t t = t0 + i * stride;
     if (t < tiles && t % kTilesPerBlock == 0) {
       float* a = reinterpret_cast<float*>(slot(i, kP + PBytes + 2, lane));
@@ -151,11 +170,14 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int k = 0; k < PBytes; ++k) {
       const uint4 a = StageP ? *slot(i, k, lane) : p[t * PBytes + k], b = *slot(i, kP + k, lane);
-      p[t * PBytes + k] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
+      // CoalescedP: each store instruction writes 512 consecutive bytes (the warp's tiles'
+      // pieces in order; a traffic pattern only, the values land in other lanes' places).
+      p[CoalescedP ? (t - lane) * PBytes + 32 * k + lane : t * PBytes + k] =
+          make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
     }
     const uint4 c = *slot(i, kP + PBytes, lane), e = *slot(i, kP + PBytes + 1, lane);
-    m[t] = make_uint4(c.x + 1, c.y, c.z, c.w);
-    v[t] = make_uint4(e.x + 1, e.y, e.z, e.w);
+    m[mi(t)] = make_uint4(c.x + 1, c.y, c.z, c.w);
+    v[mi(t)] = make_uint4(e.x + 1, e.y, e.z, e.w);
     if (t % kTilesPerBlock == 0) {
       const float* a = reinterpret_cast<const float*>(slot(i, kP + PBytes + 2, lane));
       am[t / kTilesPerBlock] = a[0] + 1.f;
@@ -313,13 +335,13 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
   void *p, *g, *m, *v, *am, *av;
   CK(cudaMalloc(&p, n * PBytes));
   CK(cudaMalloc(&g, n * PBytes));
-  CK(cudaMalloc(&m, n));
+  CK(cudaMalloc(&m, 2 * n));  // room for both moments' codes interleaved (the MV kernels)
   CK(cudaMalloc(&v, n));
   CK(cudaMalloc(&am, n / kBlock * 4));
   CK(cudaMalloc(&av, n / kBlock * 4));
   CK(cudaMemset(p, 0x3c, n * PBytes));
   CK(cudaMemset(g, 0x11, n * PBytes));
-  CK(cudaMemset(m, 0x7f, n));
+  CK(cudaMemset(m, 0x7f, 2 * n));
   CK(cudaMemset(v, 0x01, n));
   CK(cudaMemset(am, 0, n / kBlock * 4));
   CK(cudaMemset(av, 0, n / kBlock * 4));
@@ -383,6 +405,14 @@ int main(int argc, char** argv) {
   run<4>(probe<4, 1>, 0, "loads, depth 1", n, steps, copy);
   run<4>(probe<4, 2>, 0, "loads, depth 2", n, steps, copy);
   run<4>(probe<4, 4>, 0, "loads, depth 4", n, steps, copy);  // depth 8 spills (H100: 0.30)
+  run<2>(probe<2, 3, false, true>, 0, "loads, depth 3, coalesced p", n, steps, copy);
+  run<2>(probe<2, 4, false, true>, 0, "loads, depth 4, coalesced p", n, steps, copy);
+  run<2>(probe<2, 8, false, true>, 0, "loads, depth 8, coalesced p", n, steps, copy);
+  run<4>(probe<4, 4, false, true>, 0, "loads, depth 4, coalesced p", n, steps, copy);
+  run<2>(probe<2, 2, true>, 0, "loads, depth 2, mv", n, steps, copy);
+  run<2>(probe<2, 3, true>, 0, "loads, depth 3, mv", n, steps, copy);
+  run<2>(probe<2, 4, true>, 0, "loads, depth 4, mv", n, steps, copy);
+  run<4>(probe<4, 4, true>, 0, "loads, depth 4, mv", n, steps, copy);
   // Staged through shared memory with cp.async (sm_80 on), as the 8-bit kernels (which have
   // the tables).
   if (prop.major >= 8) {
@@ -398,6 +428,23 @@ int main(int argc, char** argv) {
            steps, copy);
     run<4>(probe_staged<4, 4, true>, staged_smem<4, 4>(), "staged 4, tables", n, steps, copy);
     run<4>(probe_staged<4, 2, true>, staged_smem<4, 2>(), "staged 2, tables", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, true>, staged_smem<2, 4>(), "staged 4, tables, mv", n,
+           steps, copy);
+    run<2>(probe_staged<2, 3, true, true, true>, staged_smem<2, 3>(), "staged 3, tables, mv", n,
+           steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, true>, staged_smem<2, 4>(),
+           "staged 4, tables, coalesced p", n, steps, copy);
+    run<2>(probe_staged<2, 3, true, true, false, true>, staged_smem<2, 3>(),
+           "staged 3, tables, coalesced p", n, steps, copy);
+    run<2>(probe_staged<2, 4, false, true, false, true>, staged_smem<2, 4>(),
+           "staged 4, coalesced p", n, steps, copy);
+    run<4>(probe_staged<4, 2, true, true, false, true>, staged_smem<4, 2>(),
+           "staged 2, tables, coalesced p", n, steps, copy);
+    run<2>(probe_staged<2, 4, false>, staged_smem<2, 4>(), "staged 4, cap 1", n, steps, copy, 1);
+    run<4>(probe_staged<4, 4, true, true, true>, staged_smem<4, 4>(), "staged 4, tables, mv", n,
+           steps, copy);
+    run<4>(probe_staged<4, 2, true, true, true>, staged_smem<4, 2>(), "staged 2, tables, mv", n,
+           steps, copy);
   } else {
     std::printf("staged rows skipped: cp.async needs sm_80 or later\n");
   }

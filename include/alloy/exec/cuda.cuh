@@ -228,15 +228,18 @@ __device__ __forceinline__ void staged_block_range(const TensorEntry& t,
   using St = TileStage<E, kThreads>;
   constexpr int N = St::N, B = St::B, L = B / N, S = St::kStages;
   constexpr bool kWhole = kStageWholeWarps<typename St::PT>;
+  // New parameters out through the buffer (a tile of one 16-byte piece stores whole sectors).
+  constexpr bool kOut = kStageParamOut<typename St::PT> && St::P::P > 1;
   static_assert(S >= 2 && kThreads % 32 == 0 && 32 % L == 0);
   const std::uint64_t whole = (end - begin) / B;
   const std::uint64_t slots = kWhole ? whole * L / 32 * 32 : whole * L;  // staged tiles
   const unsigned lane = threadIdx.x & 31u;
   // Slot w0 + lane for each lane; the loop runs warp-uniform (w0 is the warp's first slot).
+  const auto owners = [&](std::uint64_t w0) {  // lanes of the warp with a slot
+    return kWhole ? 32u : unsigned(slots - w0 < 32 ? slots - w0 : 32);
+  };
   const auto fetch = [&](int b, std::uint64_t w0) {
-    if (w0 < slots)
-      St::fetch(stage + b * St::kBuffer, t, begin + w0 * N,
-                kWhole ? 32u : unsigned(slots - w0 < 32 ? slots - w0 : 32));
+    if (w0 < slots) St::fetch(stage + b * St::kBuffer, t, begin + w0 * N, owners(w0));
     async::commit();  // possibly empty: every thread counts the same groups
   };
   __syncwarp();  // every lane has read the buffers the previous range left
@@ -249,11 +252,20 @@ __device__ __forceinline__ void staged_block_range(const TensorEntry& t,
     __syncwarp();          // ... and every lane's, visible to all; the buffer read one
                            // iteration ago is free (every lane's reads of it are done)
     fetch(buf == 0 ? S - 1 : buf - 1, ahead);
+    char* const here = stage + buf * St::kBuffer;
     if (kWhole || w0 + lane < slots) {
       typename St::Tile tile;
-      St::read(stage + buf * St::kBuffer, t, tile);
+      St::read(here, t, tile);
+      const auto sink = [here] {
+        if constexpr (kOut) return typename St::ParamSlots{here};
+        else return ParamToTensor{};
+      }();
       tile.template update_store<true, true, LaneGroup<L, kWhole>>(t, begin + (w0 + lane) * N, s,
-                                                                   pass, N);
+                                                                   pass, N, sink);
+    }
+    if constexpr (kOut) {
+      __syncwarp();  // every lane's new parameters are in `here`
+      St::store_params(here, t, begin + w0 * N, owners(w0));
     }
     buf = buf + 1 == S ? 0 : buf + 1;
   }

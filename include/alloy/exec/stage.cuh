@@ -48,6 +48,24 @@ template <class PT>
 inline constexpr bool kStageWholeWarps = sizeof(PT) == 4 ? ALLOY_STAGE_WHOLE_WARPS_FP32
                                                          : ALLOY_STAGE_WHOLE_WARPS_16BIT;
 
+// Whether the staged loop writes its tiles' new parameters back through the staging buffer, so
+// that each store instruction writes 512 consecutive bytes (TileStage::ParamSlots,
+// store_params), instead of each lane storing its own tile (a 16-element tile is 2 or 4
+// 16-byte pieces: every store instruction then writes half of each 32-byte sector it touches).
+// By parameter width. On the H100 (2026-11-26, docs/policies/int8.md,
+// bench/results/session11_ab_h100.txt) llama1b fp32 ran at 0.927-0.929 of copy against
+// 0.908-0.915 (flat fp32 unchanged); the 16-bit kernel, bound by issue, lost 1% on flat bf16
+// (0.889-0.891 against 0.898-0.904) to the extra shared-memory instructions.
+#ifndef ALLOY_STAGE_PARAM_OUT_FP32
+#define ALLOY_STAGE_PARAM_OUT_FP32 1
+#endif
+#ifndef ALLOY_STAGE_PARAM_OUT_16BIT
+#define ALLOY_STAGE_PARAM_OUT_16BIT 0
+#endif
+template <class PT>
+inline constexpr bool kStageParamOut = sizeof(PT) == 4 ? ALLOY_STAGE_PARAM_OUT_FP32
+                                                       : ALLOY_STAGE_PARAM_OUT_16BIT;
+
 /// Whether the device code being compiled stages tiles: PTX for sm_90 and the data-center
 /// Blackwells (sm_100, sm_103), whose 228 KB of shared memory per SM hold the buffers and tables
 /// (the kernels were tuned on sm_90). The host asks the compiled kernel
@@ -147,6 +165,33 @@ struct StagedArray {
       std::memcpy(static_cast<char*>(dst) + i * W, &x, W);
     }
   }
+  /// This thread's array from src (registers) into its slots: read's inverse.
+  __device__ static void write(char* region, const void* src) {
+    using Word = typename io::Word<W>::type;
+#pragma unroll
+    for (int i = 0; i < P; ++i) {
+      Word x;
+      std::memcpy(&x, static_cast<const char*>(src) + i * W, W);
+      *reinterpret_cast<Word*>(region + slot(i, threadIdx.x) * W) = x;
+    }
+  }
+  /// fetch_warp's inverse: stores the arrays of the warp's first `owners` lanes from their slots
+  /// to global memory, one after another from `dst` (aligned to W), every store instruction
+  /// writing 32 consecutive pieces (whole 32-byte sectors; a lane's own P pieces stored by
+  /// itself would leave each instruction writing a part of every sector it touches). Call after
+  /// the owners' `write` and a __syncwarp.
+  template <bool Partial>
+  __device__ static void store_warp(const char* region, void* dst, unsigned owners) {
+    using Word = typename io::Word<W>::type;
+    const unsigned lane = threadIdx.x & 31u, part = lane % P, owner0 = lane / P;
+    const char* src = region + slot(part, threadIdx.x - lane + owner0) * W;
+    char* to = static_cast<char*>(dst) + lane * W;
+#pragma unroll
+    for (int r = 0; r < P; ++r)
+      if (!Partial || owner0 + (32u / P) * r < owners)
+        *reinterpret_cast<Word*>(to + 32 * r * W) =
+            *reinterpret_cast<const Word*>(src + (32 / P) * r * W);
+  }
   /// The slot of piece `part` of thread `thread`'s array: row `part`, the thread's column with
   /// its low three bits XORed by part * 8 / P. Reads (8 consecutive threads, one piece) and the
   /// warp's copies (8 consecutive lanes: 8 / P threads, P pieces each) then both fall on 8
@@ -201,6 +246,24 @@ struct TileStage {
           A::fetch(buffer + kA + k * A::kSize,
                    static_cast<const float*>(t.scale[k]) + (i0 + lane * N) / B);
       }
+  }
+  /// Where a staged tile puts its new parameters (update_store's sink): the thread's own slots
+  /// of the parameter array in `buffer`, from where store_params writes the warp's tiles out.
+  struct ParamSlots {
+    char* buffer;
+    template <bool Vec, int M>
+    __device__ void store(const TensorEntry&, std::uint64_t, const PT (&p)[M], int) const {
+      static_assert(M == N, "staged tiles are whole");
+      P::write(buffer, p);
+    }
+  };
+  /// The new parameters of the warp's tiles at elements i0, i0 + N, ... for its first `owners`
+  /// lanes, from `buffer` to the tensor (after the owners' ParamSlots and a __syncwarp).
+  __device__ static void store_params(const char* buffer, const TensorEntry& t, std::uint64_t i0,
+                                      unsigned owners) {
+    PT* const dst = static_cast<PT*>(t.param) + i0;
+    if (owners == 32) P::template store_warp<false>(buffer, dst, owners);
+    else P::template store_warp<true>(buffer, dst, owners);
   }
   /// This thread's tile from `buffer` (after async::wait and __syncwarp).
   __device__ static void read(const char* buffer, const TensorEntry& t, Tile& tile) {

@@ -136,6 +136,15 @@ ALLOY_HD void store_tile(T* ALLOY_RESTRICT dst, const T (&src)[N], int valid) {
 }
 }  // namespace io
 
+/// Where a tile's new parameters go: straight to the tensor. (The CUDA executor's staged loop
+/// gives its own: TileStage::ParamSlots.)
+struct ParamToTensor {
+  template <bool Vec, class T, int N>
+  ALLOY_HD void store(const TensorEntry& t, std::uint64_t i0, const T (&p)[N], int valid) const {
+    io::store_tile<Vec>(static_cast<T*>(t.param) + i0, p, valid);
+  }
+};
+
 /// The threads that share one quantization block, for the block absmax: one thread owning the
 /// whole block (host executor), or L consecutive lanes of a warp (CUDA executor). kTree: each
 /// thread takes the max over its tile pairwise (max_tree: log2(N) dependent steps) instead of
@@ -478,9 +487,9 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
   struct Tile : GradTile<PT, GT, M<N>, N> {
     using GradTile<PT, GT, M<N>, N>::p, GradTile<PT, GT, M<N>, N>::g, GradTile<PT, GT, M<N>, N>::m;
 
-    template <bool VecP, bool VecS, class Group = Solo>
+    template <bool VecP, bool VecS, class Group = Solo, class Sink = ParamToTensor>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
-                               const Pass<Args>& pass, int valid = N) {
+                               const Pass<Args>& pass, int valid = N, const Sink& sink = {}) {
       const TileRounding<N, kRandom, Format::kRandom> rounding(pass.rounding(t.key), i0);
       ParamOut<PT, PR, N> out;
       for_each_element<N, kFastFirst>(
@@ -496,7 +505,7 @@ struct ElementStep : GradKindTraits<Rule, Format, PT, PR> {
           },
           [&] { this->reload(t, i0, valid); });
       out.get(p);
-      io::store_tile<VecP>(static_cast<PT*>(t.param) + i0, p, valid);
+      sink.template store<VecP>(t, i0, p, valid);
       m.template store<VecS, Group>(t, i0, pass.tables, valid);
     }
   };
@@ -523,9 +532,9 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
   struct Tile : GradTile<PT, GT, M<N>, N> {
     using GradTile<PT, GT, M<N>, N>::p, GradTile<PT, GT, M<N>, N>::g, GradTile<PT, GT, M<N>, N>::m;
 
-    template <bool VecP, bool VecS, class Group = Solo>
+    template <bool VecP, bool VecS, class Group = Solo, class Sink = ParamToTensor>
     ALLOY_HD void update_store(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
-                               const Pass<Args>& pass, int valid = N) {
+                               const Pass<Args>& pass, int valid = N, const Sink& sink = {}) {
       const float* shared = static_cast<const float*>(t.state[1]);
       // Block of element i0 + j, advanced without a division per element (one per tile, in
       // 32 bits when the indices fit).
@@ -548,13 +557,14 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
           ++blk;
         }
       }
-      update_store_given<VecP, VecS, Group>(t, i0, s, pass, v, valid);
+      update_store_given<VecP, VecS, Group>(t, i0, s, pass, v, valid, sink);
     }
 
     /// The same, with each element's block second moment given (v[j] for element i0 + j).
-    template <bool VecP, bool VecS, class Group = Solo>
+    template <bool VecP, bool VecS, class Group = Solo, class Sink = ParamToTensor>
     ALLOY_HD void update_store_given(const TensorEntry& t, std::uint64_t i0, const Scalars& s,
-                                     const Pass<Args>& pass, const float (&v)[N], int valid = N) {
+                                     const Pass<Args>& pass, const float (&v)[N], int valid = N,
+                                     const Sink& sink = {}) {
       const TileRounding<N, kRandom, Format::kRandom> rounding(pass.rounding(t.key), i0);
       ParamOut<PT, PR, N> out;
       for_each_element<N, kFastFirst>(
@@ -568,7 +578,7 @@ struct SharedStep : GradKindTraits<Rule, Format, PT, PR> {
           },
           [&] { this->reload(t, i0, valid); });
       out.get(p);
-      io::store_tile<VecP>(static_cast<PT*>(t.param) + i0, p, valid);
+      sink.template store<VecP>(t, i0, p, valid);
       m.template store<VecS, Group>(t, i0, pass.tables, valid);
     }
   };
