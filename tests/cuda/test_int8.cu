@@ -68,7 +68,8 @@ TEST_CASE("Int8Blockwise AdamW: tiles outside the fast arithmetic's domain equal
 TEST_CASE("Int8Blockwise on sm_90: the step kernels stage their next tiles in shared memory") {
   // The cases above check the staged path's results; this checks they ran it: on sm_90 the
   // kernels of 8-bit AdamW and Sgd (momentum) are given TileStage's buffers (whose presence
-  // turns staging on in the kernel), sized by the stages of their parameter width.
+  // turns staging on in the kernel), sized by the stages of their parameter width, and with
+  // fp32 parameters the codebook tables in front of them (kStageTablesInFront).
   cudaDeviceProp prop{};
   REQUIRE(cudaGetDeviceProperties(&prop, 0) == cudaSuccess);
   const auto bytes = [&]<class Rule, class PT>() {
@@ -82,7 +83,10 @@ TEST_CASE("Int8Blockwise on sm_90: the step kernels stage their next tiles in sh
             0);
     // A tile's bytes per thread: parameter, gradient, one code per moment, one absmax each.
     const int per_thread = St::N * int(2 * sizeof(PT)) + St::K * (St::N + 4);
-    return std::tuple{got, St::kBytes, per_thread * tune.threads * St::kStages};
+    const int tables =
+        alloy::exec::kStageTablesInFront<PT> ? int(sizeof(alloy::state::Int8Tables)) : 0;
+    return std::tuple{got, alloy::exec::staged_bytes<E, tune.threads>(),
+                      per_thread * tune.threads * St::kStages + tables};
   };
   for (const auto& [got, want, count] : {bytes.operator()<alloy::rule::AdamW, float>(),
                                          bytes.operator()<alloy::rule::AdamW, alloy::bf16>(),

@@ -324,14 +324,24 @@ __global__ void __launch_bounds__(kThreads,
                               prm.args};
   char* stage = nullptr;  // staging buffers (dynamic shared memory: step_kernel_shared_bytes)
   if constexpr (kBlockKind<E>) {
-    __shared__ typename E::State::Tables tables;
-    pass.tables = stage_tables<kThreads>(tables, prm.tables);
+    using Tables = typename E::State::Tables;
 #if ALLOY_STAGE_ARCH
-    if constexpr (kStagedKind<E>) {
+    if constexpr (staged_tables<E, kThreads>()) {  // tables, then the staging buffers
       extern __shared__ __align__(16) char dynamic_shared[];
-      stage = dynamic_shared;
-    }
+      pass.tables = stage_tables<kThreads>(*reinterpret_cast<Tables*>(dynamic_shared), prm.tables);
+      stage = dynamic_shared + sizeof(Tables);
+    } else
 #endif
+    {
+      __shared__ Tables tables;
+      pass.tables = stage_tables<kThreads>(tables, prm.tables);
+#if ALLOY_STAGE_ARCH
+      if constexpr (kStagedKind<E>) {
+        extern __shared__ __align__(16) char dynamic_shared[];
+        stage = dynamic_shared;
+      }
+#endif
+    }
   }
   const std::uint32_t first = prm.worker_begin[blockIdx.x], last = prm.worker_begin[blockIdx.x + 1];
   for (std::uint32_t c = first; c < last; ++c) {
@@ -351,12 +361,12 @@ __global__ void __launch_bounds__(kThreads,
 }
 
 /// Dynamic shared memory of E's step kernel on the current device `device`: TileStage's buffers
-/// where the kernel's device code stages (ALLOY_STAGE_ARCH: its PTX is for sm_90, sm_100 or
-/// sm_103), else 0. The first call per device allows the kernel that much (above the default
-/// 48 KB). A device that cannot give it (such code compiled just in time for a device with less
-/// shared memory) is refused with an alloy::Error: the kernel stages unconditionally (a
-/// fallback copy of the tile code in the same kernel made its staged path 5% slower on the
-/// 8-bit bf16 rows, H100, 2026-11-26).
+/// (and the format's tables, staged_tables) where the kernel's device code stages
+/// (ALLOY_STAGE_ARCH: its PTX is for sm_90, sm_100 or sm_103), else 0. The first call per device
+/// allows the kernel that much (above the default 48 KB). A device that cannot give it (such code
+/// compiled just in time for a device with less shared memory) is refused with an alloy::Error: the
+/// kernel stages unconditionally (a fallback copy of the tile code in the same kernel made its
+/// staged path 5% slower on the 8-bit bf16 rows, H100, 2026-11-26).
 template <class E, class Scalars, int kThreads, int kUnroll>
 int step_kernel_shared_bytes(int device) {
   constexpr int bytes = staged_bytes<E, kThreads>();

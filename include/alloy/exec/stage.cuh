@@ -66,6 +66,21 @@ template <class PT>
 inline constexpr bool kStageParamOut = sizeof(PT) == 4 ? ALLOY_STAGE_PARAM_OUT_FP32
                                                        : ALLOY_STAGE_PARAM_OUT_16BIT;
 
+// Whether the step kernel keeps the format's tables (26,624 bytes for Int8Blockwise) at the
+// front of its dynamic shared memory, before the staging buffers, instead of in static shared
+// memory; by parameter width. On the H100 (2026-11-26, docs/policies/int8.md,
+// bench/results/session11_ab_h100.txt) flat fp32 ran at 0.911-0.917 of copy against 0.904-0.907
+// (llama1b fp32 unchanged); the 16-bit kernel was 2-3% slower with them there (ninth session).
+#ifndef ALLOY_STAGE_TABLES_IN_FRONT_FP32
+#define ALLOY_STAGE_TABLES_IN_FRONT_FP32 1
+#endif
+#ifndef ALLOY_STAGE_TABLES_IN_FRONT_16BIT
+#define ALLOY_STAGE_TABLES_IN_FRONT_16BIT 0
+#endif
+template <class PT>
+inline constexpr bool kStageTablesInFront = sizeof(PT) == 4 ? ALLOY_STAGE_TABLES_IN_FRONT_FP32
+                                                            : ALLOY_STAGE_TABLES_IN_FRONT_16BIT;
+
 /// Whether the device code being compiled stages tiles: PTX for sm_90 and the data-center
 /// Blackwells (sm_100, sm_103), whose 228 KB of shared memory per SM hold the buffers and tables
 /// (the kernels were tuned on sm_90). The host asks the compiled kernel
@@ -291,10 +306,20 @@ requires(kBlockKind<E>&& kBlockStages<typename E::Param> >= 2 &&
            t.m.absmax;
          }) inline constexpr bool kStagedKind<E> = true;
 
-/// Dynamic shared memory of E's step kernel with kThreads threads (0 without staging).
+/// Whether E's staged step kernel keeps its format's tables in the dynamic shared memory.
+template <class E, int kThreads>
+constexpr bool staged_tables() {
+  if constexpr (kStagedKind<E>) return kStageTablesInFront<typename TileStage<E, kThreads>::PT>;
+  else return false;
+}
+
+/// Dynamic shared memory of E's step kernel with kThreads threads (0 without staging): the
+/// staging buffers, after the tables where they go in front (staged_tables).
 template <class E, int kThreads>
 constexpr int staged_bytes() {
-  if constexpr (kStagedKind<E>) return TileStage<E, kThreads>::kBytes;
+  if constexpr (kStagedKind<E>)
+    return TileStage<E, kThreads>::kBytes +
+           (staged_tables<E, kThreads>() ? int(sizeof(typename E::State::Tables)) : 0);
   else return 0;
 }
 
