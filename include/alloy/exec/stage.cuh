@@ -53,9 +53,10 @@ inline constexpr bool kStageWholeWarps = sizeof(PT) == 4 ? ALLOY_STAGE_WHOLE_WAR
 // store_params), instead of each lane storing its own tile (a 16-element tile is 2 or 4
 // 16-byte pieces: every store instruction then writes half of each 32-byte sector it touches).
 // By parameter width. On the H100 (2026-11-26, docs/policies/int8.md,
-// bench/results/session11_ab_h100.txt) llama1b fp32 ran at 0.927-0.929 of copy against
-// 0.908-0.915 (flat fp32 unchanged); the 16-bit kernel, bound by issue, lost 1% on flat bf16
-// (0.889-0.891 against 0.898-0.904) to the extra shared-memory instructions.
+// bench/results/session11_ab_h100.txt) llama1b fp32 ran at 0.924-0.929 of copy against
+// 0.908-0.915 (flat fp32 within 0.4%, won back by kStageTablesInFront); the 16-bit kernel,
+// bound by issue, lost 1% on flat bf16 (0.889-0.891 against 0.898-0.904) to the extra
+// shared-memory instructions.
 #ifndef ALLOY_STAGE_PARAM_OUT_FP32
 #define ALLOY_STAGE_PARAM_OUT_FP32 1
 #endif
