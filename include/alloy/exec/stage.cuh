@@ -160,17 +160,9 @@ struct StagedArray {
   /// consecutive pieces. The owners see the data after async::wait and a __syncwarp.
   template <bool Partial>
   __device__ static void fetch_warp(char* region, const void* src, unsigned owners) {
-    static_assert(P <= 4, "a warp's copy rows must start on multiples of 8 owners");
-    // Piece r * 32 + lane belongs to lane (32 / P) * r + lane / P, as its piece lane % P: the
-    // row does not depend on r, and the column only by a multiple of 8 (untouched by slot's
-    // XOR), so every copy is one base address plus a constant.
-    const unsigned lane = threadIdx.x & 31u, part = lane % P, owner0 = lane / P;
-    char* dst = region + slot(part, threadIdx.x - lane + owner0) * W;
-    const char* from = static_cast<const char*>(src) + lane * W;
-#pragma unroll
-    for (int r = 0; r < P; ++r)
-      if (!Partial || owner0 + (32u / P) * r < owners)
-        async::copy<W>(dst + (32 / P) * r * W, from + 32 * r * W);
+    each_warp_piece<Partial>(
+        region, static_cast<const char*>(src), owners,
+        [](char* shared, const char* global) { async::copy<W>(shared, global); });
   }
   /// This thread's array from the region into dst (registers).
   __device__ static void read(const char* region, void* dst) {
@@ -199,14 +191,26 @@ struct StagedArray {
   template <bool Partial>
   __device__ static void store_warp(const char* region, void* dst, unsigned owners) {
     using Word = typename io::Word<W>::type;
-    const unsigned lane = threadIdx.x & 31u, part = lane % P, owner0 = lane / P;
-    const char* src = region + slot(part, threadIdx.x - lane + owner0) * W;
-    char* to = static_cast<char*>(dst) + lane * W;
+    each_warp_piece<Partial>(
+        region, static_cast<char*>(dst), owners, [](const char* shared, char* global) {
+          *reinterpret_cast<Word*>(global) = *reinterpret_cast<const Word*>(shared);
+        });
+  }
+  /// The warp's mapping of pieces to lanes, shared by fetch_warp and store_warp: f(shared,
+  /// global) for each piece this lane moves, its slot in `region` and its place among the warp's
+  /// arrays from `global`. Piece r * 32 + lane belongs to lane (32 / P) * r + lane / P, as its
+  /// piece lane % P: the row does not depend on r, and the column only by a multiple of 8
+  /// (untouched by slot's XOR), so every address is one base plus a constant.
+  template <bool Partial, class S, class G, class F>
+  __device__ static void each_warp_piece(S* region, G* global, unsigned owners, F&& f) {
+    static_assert(P <= 4, "a warp's copy rows must start on multiples of 8 owners");
+    const unsigned lane = threadIdx.x & 31u, owner0 = lane / P;
+    S* const shared = region + slot(lane % P, threadIdx.x - lane + owner0) * W;
+    G* const from = global + lane * W;
 #pragma unroll
     for (int r = 0; r < P; ++r)
       if (!Partial || owner0 + (32u / P) * r < owners)
-        *reinterpret_cast<Word*>(to + 32 * r * W) =
-            *reinterpret_cast<const Word*>(src + (32 / P) * r * W);
+        f(shared + (32 / P) * r * W, from + 32 * r * W);
   }
   /// The slot of piece `part` of thread `thread`'s array: row `part`, the thread's column with
   /// its low three bits XORed by part * 8 / P. Reads (8 consecutive threads, one piece) and the
