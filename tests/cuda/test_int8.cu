@@ -40,6 +40,39 @@ TEST_CASE("Int8Blockwise: codes equal the host's at every block size, tensor end
   }
 }
 
+TEST_CASE("Int8Blockwise with fp32 parameters: blocks take chunk lists from a queue") {
+  // fp32 parameters: lists of ALLOY_QUEUE_LIST_ELEMENTS_FP32 elements (at least one per block),
+  // more lists than blocks on small grids, each block taking the next from a counter that the
+  // last block resets for the next step; bf16 parameters: one fixed list per block. Either way
+  // every element is stepped once per step: codes equal the host's after several steps.
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  const std::vector<std::uint64_t> sizes{3000001, 4096, 100, 700000};
+  std::uint64_t n = 0;
+  for (auto x : sizes) n += x;
+  for (unsigned blocks : {1u, 7u, 0u})
+    for (DType dt : {DType::f32, DType::bf16}) {
+      Options o;
+      o.cuda_blocks = blocks;
+      INFO("blocks " << blocks << " " << alloy::dtype_name(dt));
+      Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<>> tw(sizes, dt, dt, h, o);
+      const auto lists = tw.cuda->backend().chunk_lists();
+      const auto grid = tw.cuda->backend().grid_sizes();
+      REQUIRE(lists.size() == 1);
+      REQUIRE(grid.size() == 1);
+      if (dt == DType::f32) {
+        const std::uint64_t k = ALLOY_QUEUE_LIST_ELEMENTS_FP32;
+        CHECK(lists[0].second);
+        CHECK(lists[0].first == std::max<std::uint64_t>(grid[0], (n + k - 1) / k));
+        if (blocks) CHECK(lists[0].first > grid[0]);
+      } else {
+        CHECK(!lists[0].second);
+        CHECK(lists[0].first == grid[0]);
+      }
+      for (int s = 0; s < 4; ++s) tw.step(1e-2);
+      tw.check_equal();
+    }
+}
+
 TEST_CASE("Int8Blockwise AdamW: tiles outside the fast arithmetic's domain equal the host's") {
   // The CUDA step runs a tile with fp::Fast and again with fp::Ieee when an element leaves the
   // domain AdamW states (v or |m| outside [2^-60, 2^60]): zero gradients (v = 0 while a row has

@@ -114,6 +114,28 @@ struct Tuning {
 #define ALLOY_BLOCK_MIN_THREADS_PER_SM 512
 #endif
 
+// Chunk lists from a queue: a launch group of block-quantized state with fp32 parameters is
+// planned as lists of about this many elements (at least one per thread block), and each block
+// takes the next list from a counter when it finishes one (StepParams::queue), instead of walking
+// one fixed list. On the H100 (2026-11-27, docs/policies/int8.md,
+// bench/results/session12_ab_h100.txt) fixed lists ran flat fp32 at 0.911-0.920 of copy and
+// llama1b fp32 at 0.929-0.934 (their SMs finished up to 4.5% apart); lists of 32K elements at
+// 0.974-0.977 and 0.992-0.995, of 64K at 0.957-0.959 and 0.975-0.976; lists of 16K elements
+// ran flat at 0.80 (each list restarts the staging pipeline). 0: fixed lists. The 16-bit
+// kernels, bound by issue and evenly loaded, lost 10% on flat bf16 with 64K-element lists: they
+// keep one fixed list per block.
+#ifndef ALLOY_QUEUE_LIST_ELEMENTS_FP32
+#define ALLOY_QUEUE_LIST_ELEMENTS_FP32 32768
+#endif
+/// Whether E's step kernel walks exactly one chunk list per thread block: kinds with 16-bit
+/// parameters (never given more lists than blocks, nor a queue). Every other kernel takes a
+/// queue where the launch has one, else lists b, b + grid, ... (any number of lists).
+template <class E>
+inline constexpr bool kOneList = false;
+template <class E>
+requires requires { typename E::Param; }
+inline constexpr bool kOneList<E> = sizeof(typename E::Param) == 2;
+
 /// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows
 /// (bench/results/tune_sm90.txt, docs/benchmarks.md): 256 threads; tiles of 4 elements (all
 /// arrays fp32) 4 deep, tiles of 8 elements (some array 16-bit) 2 deep, i.e. 16 elements of
@@ -149,6 +171,11 @@ struct StepParams {
   std::uint8_t rounding_purpose;
   typename E::Args args;
   const void* tables;  // the state format's tables in device memory (block formats), else null
+  // Null: block b walks the chunk lists b, b + grid, ... of `workers`. Else {next list, blocks
+  // done}, both 0 at launch: each block takes the next list until none is left, and the last
+  // block out sets both back to 0 for the next launch (kOneList kernels: list b only).
+  std::uint32_t* queue;
+  std::uint32_t workers;
 };
 
 /// Elements [begin, end) of one tensor by one block: 16-byte tiles in the body (begin is a
@@ -308,7 +335,8 @@ __device__ __forceinline__ const void* stage_tables(Tables& shared, const void* 
   return &shared;
 }
 
-/// The persistent step kernel: block b walks its chunks [worker_begin[b], worker_begin[b+1]).
+/// The persistent step kernel: block b walks the chunks of worker b, [worker_begin[b],
+/// worker_begin[b+1]), or of the workers it takes from the launch's queue (StepParams::queue).
 /// Block formats copy their tables into shared memory first, stage their tiles in the dynamic
 /// shared memory the launch gives (staged_block_range), and run tensors below the size
 /// threshold (kSmallState) with E::Small in the same launch. Block formats: at least 512
@@ -343,20 +371,45 @@ __global__ void __launch_bounds__(kThreads,
 #endif
     }
   }
-  const std::uint32_t first = prm.worker_begin[blockIdx.x], last = prm.worker_begin[blockIdx.x + 1];
-  for (std::uint32_t c = first; c < last; ++c) {
-    const Chunk ch = prm.chunks[c];
-    const TensorEntry t = prm.entries[ch.tensor];
-    typename E::Scalars s{};
-    if constexpr (std::is_same_v<typename E::Scalars, RuleScalars>) s = prm.scalars[ch.tensor];
-    if constexpr (kBlockKind<E>) {
-      if (t.flags & kSmallState) {
-        using Small = typename E::Small;
-        tensor_range<Small, kThreads, ALLOY_SM90_SMALL_UNROLL>(t, s, pass, ch.begin, ch.end);
-        continue;
+  const auto worker = [&](std::uint32_t w) {  // the chunks of worker w
+    const std::uint32_t first = prm.worker_begin[w], last = prm.worker_begin[w + 1];
+    for (std::uint32_t c = first; c < last; ++c) {
+      const Chunk ch = prm.chunks[c];
+      const TensorEntry t = prm.entries[ch.tensor];
+      typename E::Scalars s{};
+      if constexpr (std::is_same_v<typename E::Scalars, RuleScalars>) s = prm.scalars[ch.tensor];
+      if constexpr (kBlockKind<E>) {
+        if (t.flags & kSmallState) {
+          using Small = typename E::Small;
+          tensor_range<Small, kThreads, ALLOY_SM90_SMALL_UNROLL>(t, s, pass, ch.begin, ch.end);
+          continue;
+        }
+      }
+      tensor_range<E, kThreads, kUnroll>(t, s, pass, ch.begin, ch.end, stage);
+    }
+  };
+  if constexpr (kOneList<E>) {
+    worker(blockIdx.x);
+  } else {
+    __shared__ std::uint32_t taken;
+    const auto next = [&](std::uint32_t w) {  // the list after w: from the queue, or strided
+      if (!prm.queue) return w + gridDim.x;
+      if (threadIdx.x == 0) taken = atomicAdd(&prm.queue[0], 1u);
+      __syncthreads();
+      w = taken;
+      __syncthreads();  // every thread has read `taken` before thread 0 writes it again
+      return w;
+    };
+    for (std::uint32_t w = prm.queue ? next(0) : blockIdx.x; w < prm.workers; w = next(w))
+      worker(w);
+    if (prm.queue && threadIdx.x == 0) {
+      __threadfence();  // this block's last take precedes its count below
+      if (atomicAdd(&prm.queue[1], 1u) == gridDim.x - 1) {  // every block has taken its last
+        __threadfence();
+        prm.queue[0] = 0;
+        prm.queue[1] = 0;
       }
     }
-    tensor_range<E, kThreads, kUnroll>(t, s, pass, ch.begin, ch.end, stage);
   }
 }
 
@@ -959,9 +1012,22 @@ class Cuda::Backend {
           });
         }
       }
-      const GroupPlan plan = plan_group(entries, members, p, g, l.blocks);
+      // Chunk lists from a queue: block formats with fp32 parameters.
+      l.workers = l.blocks;
+      constexpr std::uint64_t kList = ALLOY_QUEUE_LIST_ELEMENTS_FP32;
+      const bool queued = kList && !Format::kElementwise && p == DType::f32;
+      if (queued) {
+        std::uint64_t n = 0;
+        for (auto t : members) n += entries[t].numel;
+        l.workers = unsigned(std::max<std::uint64_t>(l.blocks, (n + kList - 1) / kList));
+      }
+      const GroupPlan plan = plan_group(entries, members, p, g, l.workers);
       l.chunks = upload(plan.chunks, dev);
       l.worker_begin = upload(plan.worker_begin, dev);
+      if (queued) {
+        l.queue = detail::Buffer(alloc_, 2 * sizeof(std::uint32_t), dev);
+        ALLOY_CUDA_CHECK(cudaMemset(l.queue.get(), 0, l.queue.bytes()));
+      }
       next.launches.push_back(std::move(l));
     }
     ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
@@ -1043,7 +1109,9 @@ class Cuda::Backend {
                                    seed_,
                                    rounding_purpose,
                                    args,
-                                   tables_.format_tables.get()};
+                                   tables_.format_tables.get(),
+                                   l.queue.template as<std::uint32_t>(),
+                                   l.workers};
         step_kernel<E, Scalars, tune.threads, tune.unroll>
             <<<l.blocks, tune.threads,
                step_kernel_shared_bytes<E, Scalars, tune.threads, tune.unroll>(device_), stream>>>(
@@ -1115,7 +1183,8 @@ class Cuda::Backend {
     std::size_t b = tables_.entries.bytes() + tables_.hypers.bytes() + tables_.scalars.bytes() +
                     tables_.global_step.bytes() + tables_.format_tables.bytes() +
                     tables_.shared_spans.bytes();
-    for (const auto& l : tables_.launches) b += l.chunks.bytes() + l.worker_begin.bytes();
+    for (const auto& l : tables_.launches)
+      b += l.chunks.bytes() + l.worker_begin.bytes() + l.queue.bytes();
     return b;
   }
   /// share::PerBlock: sharing blocks per one-pass class over all launch groups (K = 1, K = 4,
@@ -1128,6 +1197,12 @@ class Cuda::Backend {
         if (c == 2 && l.one_pass[c].total) n[3] = l.one_pass[c].cluster;
       }
     return n;
+  }
+  /// Chunk lists of each launch group, and whether its blocks take them from a queue (for tests).
+  std::vector<std::pair<unsigned, bool>> chunk_lists() const {
+    std::vector<std::pair<unsigned, bool>> v;
+    for (const auto& l : tables_.launches) v.emplace_back(l.workers, l.queue.bytes() != 0);
+    return v;
   }
   /// Blocks of each launch group (for tests and tuning).
   std::vector<unsigned> grid_sizes() const {
@@ -1148,7 +1223,8 @@ class Cuda::Backend {
   struct Launch {
     DType param, grad;
     unsigned blocks = 0;
-    detail::Buffer chunks, worker_begin;
+    unsigned workers = 0;  // chunk lists: blocks, or more with a queue
+    detail::Buffer chunks, worker_begin, queue;
     // share::PerBlock's one-pass tensors, by class: kOnePassRuns, cluster (not in chunks).
     OnePass one_pass[3];
   };
