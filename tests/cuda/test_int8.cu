@@ -41,7 +41,8 @@ TEST_CASE("Int8Blockwise: codes equal the host's at every block size, tensor end
 }
 
 TEST_CASE("Int8Blockwise with fp32 parameters: blocks take chunk lists from a queue") {
-  // fp32 parameters: lists of ALLOY_QUEUE_LIST_ELEMENTS_FP32 elements (at least one per block),
+  // fp32 parameters (every state format): lists of ALLOY_QUEUE_LIST_ELEMENTS_FP32 elements (at
+  // least one per block),
   // more lists than blocks on small grids, each block taking the next from a counter that the
   // last block resets for the next step; bf16 parameters: one fixed list per block. Either way
   // every element is stepped once per step: codes equal the host's after several steps.
@@ -71,6 +72,16 @@ TEST_CASE("Int8Blockwise with fp32 parameters: blocks take chunk lists from a qu
       for (int s = 0; s < 4; ++s) tw.step(1e-2);
       tw.check_equal();
     }
+  // Elementwise state with fp32 parameters takes its lists from a queue too.
+  Options o;
+  o.cuda_blocks = 7;
+  Twins<alloy::rule::AdamW, alloy::state::Fp32> tw(sizes, DType::f32, DType::f32, h, o);
+  const auto lists = tw.cuda->backend().chunk_lists();
+  REQUIRE(lists.size() == 1);
+  CHECK(lists[0].second);
+  CHECK(lists[0].first > 7);
+  for (int s = 0; s < 4; ++s) tw.step(1e-2);
+  tw.check_equal();
 }
 
 TEST_CASE("Int8Blockwise AdamW: tiles outside the fast arithmetic's domain equal the host's") {

@@ -114,16 +114,17 @@ struct Tuning {
 #define ALLOY_BLOCK_MIN_THREADS_PER_SM 512
 #endif
 
-// Chunk lists from a queue: a launch group of block-quantized state with fp32 parameters is
-// planned as lists of about this many elements (at least one per thread block), and each block
-// takes the next list from a counter when it finishes one (StepParams::queue), instead of walking
-// one fixed list. On the H100 (2026-11-27, docs/policies/int8.md,
-// bench/results/session12_ab_h100.txt) fixed lists ran flat fp32 at 0.911-0.920 of copy and
-// llama1b fp32 at 0.929-0.934 (their SMs finished up to 4.5% apart); lists of 32K elements at
-// 0.974-0.977 and 0.992-0.995, of 64K at 0.957-0.959 and 0.975-0.976; lists of 16K elements
-// ran flat at 0.80 (each list restarts the staging pipeline). 0: fixed lists. The 16-bit
-// kernels, bound by issue and evenly loaded, lost 10% on flat bf16 with 64K-element lists: they
-// keep one fixed list per block.
+// Chunk lists from a queue: a launch group with fp32 parameters is planned as lists of about
+// this many elements (at least one per thread block), and each block takes the next list from a
+// counter when it finishes one (StepParams::queue), instead of walking one fixed list. Those
+// kernels are bound by memory, which serves some SMs faster than others. On the H100
+// (2026-11-27, docs/policies/int8.md, bench/results/session12_ab_h100.txt), 8-bit AdamW: fixed
+// lists ran flat fp32 at 0.911-0.920 of copy and llama1b fp32 at 0.929-0.934; lists of 32K
+// elements at 0.974-0.977 and 0.992-0.995, of 64K at 0.957-0.959 and 0.975-0.976; 16K-element
+// lists ran flat at 0.80 (each list restarts the staging pipeline). AdamW with fp32 or bf16
+// state, Sgd and the zeroth-order passes: 0.89-0.94 -> 0.92-0.97 with 32K-element lists, 0.90-0.95
+// with 128K. 0: fixed lists. The 16-bit kernels, bound by issue and evenly loaded, lost 10% on
+// flat bf16 with 64K-element 8-bit lists: they keep one fixed list per block.
 #ifndef ALLOY_QUEUE_LIST_ELEMENTS_FP32
 #define ALLOY_QUEUE_LIST_ELEMENTS_FP32 32768
 #endif
@@ -1012,10 +1013,10 @@ class Cuda::Backend {
           });
         }
       }
-      // Chunk lists from a queue: block formats with fp32 parameters.
+      // Chunk lists from a queue: fp32 parameters.
       l.workers = l.blocks;
       constexpr std::uint64_t kList = ALLOY_QUEUE_LIST_ELEMENTS_FP32;
-      const bool queued = kList && !Format::kElementwise && p == DType::f32;
+      const bool queued = kList && p == DType::f32;
       if (queued) {
         std::uint64_t n = 0;
         for (auto t : members) n += entries[t].numel;
