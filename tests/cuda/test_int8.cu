@@ -42,10 +42,10 @@ TEST_CASE("Int8Blockwise: codes equal the host's at every block size, tensor end
 
 TEST_CASE("Int8Blockwise with fp32 parameters: blocks take chunk lists from a queue") {
   // fp32 parameters (every state format): lists of ALLOY_QUEUE_LIST_ELEMENTS_FP32 elements (at
-  // least one per block),
-  // more lists than blocks on small grids, each block taking the next from a counter that the
-  // last block resets for the next step; bf16 parameters: one fixed list per block. Either way
-  // every element is stepped once per step: codes equal the host's after several steps.
+  // least one per block), more lists than blocks on small grids, each block taking the next from
+  // a counter that the last block resets for the next step; bf16 parameters: one fixed list per
+  // block. Either way every element is stepped once per step: codes equal the host's after
+  // several steps.
   const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
   const std::vector<std::uint64_t> sizes{3000001, 4096, 100, 700000};
   std::uint64_t n = 0;
