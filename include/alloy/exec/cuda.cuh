@@ -114,28 +114,60 @@ struct Tuning {
 #define ALLOY_BLOCK_MIN_THREADS_PER_SM 512
 #endif
 
-// Chunk lists from a queue: a launch group with fp32 parameters is planned as lists of about
-// this many elements (at least one per thread block), and each block takes the next list from a
-// counter when it finishes one (StepParams::queue), instead of walking one fixed list. Those
+// Chunk lists from a queue, by parameter width: a launch group is planned as lists of this many
+// elements (plan_queue; fewer where a group is too small to give every block one), block b walks
+// list b and then takes the next list from a counter whenever it finishes one
+// (StepParams::queue), instead of walking one fixed list. 0: one fixed list per block. The fp32
 // kernels are bound by memory, which serves some SMs faster than others. On the H100
 // (2026-11-27, docs/policies/int8.md, bench/results/session12_ab_h100.txt), 8-bit AdamW: fixed
 // lists ran flat fp32 at 0.911-0.920 of copy and llama1b fp32 at 0.929-0.934; lists of 32K
 // elements at 0.974-0.977 and 0.992-0.995, of 64K at 0.957-0.959 and 0.975-0.976; 16K-element
 // lists ran flat at 0.80 (each list restarts the staging pipeline). AdamW with fp32 or bf16
 // state, Sgd and the zeroth-order passes: 0.89-0.94 -> 0.92-0.97 with 32K-element lists, 0.90-0.95
-// with 128K. 0: fixed lists. The 16-bit kernels, bound by issue and evenly loaded, lost 10% on
-// flat bf16 with 64K-element 8-bit lists: they keep one fixed list per block.
+// with 128K. The 16-bit kernels are bound by issue and their SMs finish within 2% of each other
+// (Nsight Compute at the boost clock, thirteenth session, bench/results/session13_ab_h100.txt):
+// a restart costs them about 2 us of a block's time, and 8-bit flat bf16 ran at 0.83 with 64K-
+// element lists, 0.85 with 128K, against 0.89-0.90 with one fixed list per block.
 #ifndef ALLOY_QUEUE_LIST_ELEMENTS_FP32
 #define ALLOY_QUEUE_LIST_ELEMENTS_FP32 32768
 #endif
-/// Whether E's step kernel walks exactly one chunk list per thread block: kinds with 16-bit
-/// parameters (never given more lists than blocks, nor a queue). Every other kernel takes a
-/// queue where the launch has one, else lists b, b + grid, ... (any number of lists).
+#ifndef ALLOY_QUEUE_LIST_ELEMENTS_16BIT
+#define ALLOY_QUEUE_LIST_ELEMENTS_16BIT 0
+#endif
+// With a queue, the part (permille) of a group that the blocks' first lists hold, one list
+// each, the rest coming in lists of ALLOY_QUEUE_LIST_ELEMENTS_* (few restarts, and small lists
+// at the end to even the blocks out); 0: every list that size. On the H100 (thirteenth session),
+// 16-bit lists of 64K elements with a head of 950 ran 8-bit llama1b bf16 at 0.917-0.918 of copy
+// against 0.902-0.907 with fixed lists, and flat bf16 at 0.882-0.891 against 0.886-0.902: off by
+// default, since the flat row is the one at its target.
+#ifndef ALLOY_QUEUE_HEAD_PERMILLE_FP32
+#define ALLOY_QUEUE_HEAD_PERMILLE_FP32 0
+#endif
+#ifndef ALLOY_QUEUE_HEAD_PERMILLE_16BIT
+#define ALLOY_QUEUE_HEAD_PERMILLE_16BIT 0
+#endif
+/// Queued lists, by parameter width: elements per list (0: no queue) and the head's permille.
+struct QueueShape {
+  std::uint64_t list;
+  unsigned head;
+};
+constexpr QueueShape queue_shape(DType param) {
+  return param == DType::f32
+             ? QueueShape{ALLOY_QUEUE_LIST_ELEMENTS_FP32, ALLOY_QUEUE_HEAD_PERMILLE_FP32}
+             : QueueShape{ALLOY_QUEUE_LIST_ELEMENTS_16BIT, ALLOY_QUEUE_HEAD_PERMILLE_16BIT};
+}
+/// Queued lists are cut on multiples of this many elements: one iteration of a 256-thread block
+/// over 16-element tiles, so that no list leaves a remainder to a staged loop's tail.
+inline constexpr std::uint64_t kQueueAlign = 4096;
+/// Whether E's step kernel walks exactly one chunk list per thread block: kinds whose launches
+/// never get a queue (queue_shape) nor more lists than blocks. Every other kernel takes a queue
+/// where the launch has one, else lists b, b + grid, ... (any number of lists).
 template <class E>
 inline constexpr bool kOneList = false;
 template <class E>
 requires requires { typename E::Param; }
-inline constexpr bool kOneList<E> = sizeof(typename E::Param) == 2;
+inline constexpr bool kOneList<E> =
+    queue_shape(dtype_of<typename E::Param>::value).list == 0 && sizeof(typename E::Param) == 2;
 
 /// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows
 /// (bench/results/tune_sm90.txt, docs/benchmarks.md): 256 threads; tiles of 4 elements (all
@@ -172,9 +204,10 @@ struct StepParams {
   std::uint8_t rounding_purpose;
   typename E::Args args;
   const void* tables;  // the state format's tables in device memory (block formats), else null
-  // Null: block b walks the chunk lists b, b + grid, ... of `workers`. Else {next list, blocks
-  // done}, both 0 at launch: each block takes the next list until none is left, and the last
-  // block out sets both back to 0 for the next launch (kOneList kernels: list b only).
+  // Null: block b walks the chunk lists b, b + grid, ... of `workers`. Else {lists taken, blocks
+  // done}, both 0 at launch: block b walks list b, then takes list grid + (lists taken) until
+  // none is left, and the last block out sets both back to 0 for the next launch (kOneList
+  // kernels: list b only).
   std::uint32_t* queue;
   std::uint32_t workers;
 };
@@ -337,7 +370,8 @@ __device__ __forceinline__ const void* stage_tables(Tables& shared, const void* 
 }
 
 /// The persistent step kernel: block b walks the chunks of worker b, [worker_begin[b],
-/// worker_begin[b+1]), or of the workers it takes from the launch's queue (StepParams::queue).
+/// worker_begin[b+1]), then those of the workers it takes from the launch's queue
+/// (StepParams::queue) or b + grid, ...
 /// Block formats copy their tables into shared memory first, stage their tiles in the dynamic
 /// shared memory the launch gives (staged_block_range), and run tensors below the size
 /// threshold (kSmallState) with E::Small in the same launch. Block formats: at least 512
@@ -395,14 +429,13 @@ __global__ void __launch_bounds__(kThreads,
     __shared__ std::uint32_t taken;
     const auto next = [&](std::uint32_t w) {  // the list after w: from the queue, or strided
       if (!prm.queue) return w + gridDim.x;
-      if (threadIdx.x == 0) taken = atomicAdd(&prm.queue[0], 1u);
+      if (threadIdx.x == 0) taken = gridDim.x + atomicAdd(&prm.queue[0], 1u);
       __syncthreads();
       w = taken;
       __syncthreads();  // every thread has read `taken` before thread 0 writes it again
       return w;
     };
-    for (std::uint32_t w = prm.queue ? next(0) : blockIdx.x; w < prm.workers; w = next(w))
-      worker(w);
+    for (std::uint32_t w = blockIdx.x; w < prm.workers; w = next(w)) worker(w);
     if (prm.queue && threadIdx.x == 0) {
       __threadfence();  // this block's last take precedes its count below
       if (atomicAdd(&prm.queue[1], 1u) == gridDim.x - 1) {  // every block has taken its last
@@ -1013,16 +1046,13 @@ class Cuda::Backend {
           });
         }
       }
-      // Chunk lists from a queue: fp32 parameters.
-      l.workers = l.blocks;
-      constexpr std::uint64_t kList = ALLOY_QUEUE_LIST_ELEMENTS_FP32;
-      const bool queued = kList && p == DType::f32;
-      if (queued) {
-        std::uint64_t n = 0;
-        for (auto t : members) n += entries[t].numel;
-        l.workers = unsigned(std::max<std::uint64_t>(l.blocks, (n + kList - 1) / kList));
-      }
-      const GroupPlan plan = plan_group(entries, members, p, g, l.workers);
+      // Chunk lists from a queue (queue_shape; fp32 parameters by default), else one per block.
+      const QueueShape q = queue_shape(p);
+      const bool queued = q.list != 0;
+      const GroupPlan plan =
+          queued ? plan_queue(entries, members, p, g, l.blocks, q.list, q.head, kQueueAlign)
+                 : plan_group(entries, members, p, g, l.blocks);
+      l.workers = unsigned(plan.worker_begin.size() - 1);
       l.chunks = upload(plan.chunks, dev);
       l.worker_begin = upload(plan.worker_begin, dev);
       if (queued) {

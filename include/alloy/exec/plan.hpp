@@ -22,38 +22,86 @@ struct GroupPlan {
   std::uint64_t elements = 0;
 };
 
-/// Partition the given tensors (indices into `entries`, all of one dtype pair) over `workers`.
-/// Cuts inside a tensor fall on multiples of kChunkAlign, counted from the tensor's start.
-inline GroupPlan plan_group(const std::vector<TensorEntry>& entries,
-                            const std::vector<std::uint32_t>& tensors, DType p, DType g,
-                            unsigned workers) {
-  GroupPlan plan{p, g, tensors, {}, {}, 0};
+/// Cut the given tensors (indices into `entries`, all of one dtype pair), in order, into
+/// consecutive lists: list w gets about want(w) elements (at least `align`), and cuts inside a
+/// tensor fall on multiples of `align` (a multiple of kChunkAlign), counted from the tensor's
+/// start. At most `max_lists` lists: the last takes whatever is left. The plan has as many lists
+/// as the elements fill (at least one).
+template <class Want>
+GroupPlan plan_lists(const std::vector<TensorEntry>& entries,
+                     const std::vector<std::uint32_t>& tensors, DType p, DType g,
+                     std::uint64_t align, unsigned max_lists, Want&& want) {
+  GroupPlan plan{p, g, tensors, {}, {0}, 0};
   for (auto t : tensors) plan.elements += entries[t].numel;
-  workers = std::max(1u, workers);
-  const std::uint64_t share =
-      std::max<std::uint64_t>(kChunkAlign, (plan.elements + workers - 1) / workers);
-  plan.worker_begin.assign(workers + 1, 0);
   unsigned w = 0;
-  std::uint64_t filled = 0;  // elements given to worker w so far
+  std::uint64_t share = std::max(align, std::uint64_t(want(0u)));
+  std::uint64_t filled = 0;  // elements given to list w so far
+  std::uint64_t left = plan.elements;
   for (auto t : tensors) {
     const std::uint64_t n = entries[t].numel;
     std::uint64_t at = 0;
     while (at < n) {
-      std::uint64_t want = share - std::min(share, filled);
-      std::uint64_t end = std::min(n, at + std::max<std::uint64_t>(want, 1));
-      if (end < n) end = std::min(n, (end + kChunkAlign - 1) / kChunkAlign * kChunkAlign);
+      std::uint64_t end = at + std::max<std::uint64_t>(share - std::min(share, filled), 1);
+      if (end < n) end = std::min(n, (end + align - 1) / align * align);
+      else end = n;
       plan.chunks.push_back(Chunk{t, 0, at, end});
       filled += end - at;
+      left -= end - at;
       at = end;
-      if (filled >= share && w + 1 < workers) {
-        ++w;
-        plan.worker_begin[w] = std::uint32_t(plan.chunks.size());
+      if (filled >= share && left && w + 1 < max_lists) {
+        plan.worker_begin.push_back(std::uint32_t(plan.chunks.size()));
+        share = std::max(align, std::uint64_t(want(++w)));
         filled = 0;
       }
     }
   }
-  for (unsigned i = w + 1; i <= workers; ++i)
-    plan.worker_begin[i] = std::uint32_t(plan.chunks.size());
+  plan.worker_begin.push_back(std::uint32_t(plan.chunks.size()));
+  return plan;
+}
+
+/// Adds empty lists to `plan` up to `lists` in all.
+inline void pad_lists(GroupPlan& plan, unsigned lists) {
+  while (plan.worker_begin.size() < std::size_t(lists) + 1)
+    plan.worker_begin.push_back(plan.worker_begin.back());
+}
+
+/// Partition the given tensors over `workers`: one list each, about the same element count
+/// (cuts inside a tensor on multiples of kChunkAlign).
+inline GroupPlan plan_group(const std::vector<TensorEntry>& entries,
+                            const std::vector<std::uint32_t>& tensors, DType p, DType g,
+                            unsigned workers) {
+  workers = std::max(1u, workers);
+  std::uint64_t n = 0;
+  for (auto t : tensors) n += entries[t].numel;
+  const std::uint64_t share = (n + workers - 1) / workers;
+  GroupPlan plan =
+      plan_lists(entries, tensors, p, g, kChunkAlign, workers, [share](unsigned) { return share; });
+  pad_lists(plan, workers);
+  return plan;
+}
+
+/// The lists of a launch group whose `blocks` thread blocks take them from a queue: block b
+/// starts on list b, then takes lists blocks, blocks + 1, ... as it finishes one. With `head`
+/// (permille, 0..1000) the first `blocks` lists hold about that part of the group, evenly, and
+/// the rest comes in lists of `list` elements (fewer restarts of a block's pipeline; the small
+/// lists at the end even out the blocks); with head 0 every list holds `list` elements (fewer
+/// where the group is too small to give every block one). Every cut inside a tensor falls on
+/// a multiple of `align`, and list sizes are multiples of it. At least `blocks` lists.
+inline GroupPlan plan_queue(const std::vector<TensorEntry>& entries,
+                            const std::vector<std::uint32_t>& tensors, DType p, DType g,
+                            unsigned blocks, std::uint64_t list, unsigned head,
+                            std::uint64_t align) {
+  blocks = std::max(1u, blocks);
+  std::uint64_t n = 0;
+  for (auto t : tensors) n += entries[t].numel;
+  const auto down = [align](std::uint64_t x) { return x / align * align; };
+  const std::uint64_t even = (n / blocks + align - 1) / align * align;  // one list per block
+  const std::uint64_t tail = std::max(align, std::min(down(list), even));
+  const std::uint64_t first = down(n / 1000 * std::min(head, 1000u) / blocks);
+  GroupPlan plan = plan_lists(entries, tensors, p, g, align, ~0u, [&](unsigned w) {
+    return w < blocks && first > tail ? first : tail;
+  });
+  pad_lists(plan, blocks);
   return plan;
 }
 
