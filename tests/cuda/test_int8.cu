@@ -76,16 +76,22 @@ TEST_CASE("Int8Blockwise with fp32 parameters: blocks take chunk lists from a qu
       for (int s = 0; s < 4; ++s) tw.step(1e-2);
       tw.check_equal();
     }
-  // Elementwise state with fp32 parameters takes its lists from a queue too.
-  Options o;
-  o.cuda_blocks = 7;
-  Twins<alloy::rule::AdamW, alloy::state::Fp32> tw(sizes, DType::f32, DType::f32, h, o);
-  const auto lists = tw.cuda->backend().chunk_lists();
-  REQUIRE(lists.size() == 1);
-  CHECK(lists[0].second);
-  CHECK(lists[0].first > 7);
-  for (int s = 0; s < 4; ++s) tw.step(1e-2);
-  tw.check_equal();
+  // Elementwise state takes its lists from a queue too, with fp32 parameters and (by default,
+  // ALLOY_QUEUE_LIST_ELEMENTS_16BIT_ELEMENTWISE) with bf16 ones.
+  for (DType dt : {DType::f32, DType::bf16}) {
+    INFO("Fp32 state, " << alloy::dtype_name(dt));
+    Options o;
+    o.cuda_blocks = 7;
+    Twins<alloy::rule::AdamW, alloy::state::Fp32> tw(sizes, dt, dt, h, o);
+    const auto lists = tw.cuda->backend().chunk_lists();
+    REQUIRE(lists.size() == 1);
+    const bool queued = dt == DType::f32 || ALLOY_QUEUE_LIST_ELEMENTS_16BIT_ELEMENTWISE != 0;
+    CHECK(lists[0].second == queued);
+    if (queued) CHECK(lists[0].first > 7);
+    else CHECK(lists[0].first == 7);
+    for (int s = 0; s < 4; ++s) tw.step(1e-2);
+    tw.check_equal();
+  }
 }
 
 TEST_CASE("Int8Blockwise AdamW: tiles outside the fast arithmetic's domain equal the host's") {

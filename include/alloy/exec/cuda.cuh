@@ -124,7 +124,8 @@ struct Tuning {
 // elements at 0.974-0.977 and 0.992-0.995, of 64K at 0.957-0.959 and 0.975-0.976; 16K-element
 // lists ran flat at 0.80 (each list restarts the staging pipeline). AdamW with fp32 or bf16
 // state, Sgd and the zeroth-order passes: 0.89-0.94 -> 0.92-0.97 with 32K-element lists, 0.90-0.95
-// with 128K. The 16-bit kernels are bound by issue and their SMs finish within 2% of each other
+// with 128K. The 8-bit kernels with 16-bit parameters (ALLOY_QUEUE_LIST_ELEMENTS_16BIT: block
+// formats) are bound by issue and their SMs finish within 2% of each other
 // (Nsight Compute at the boost clock, thirteenth session, bench/results/session13_ab_h100.txt):
 // a restart costs them about 2 us of a block's time, and 8-bit flat bf16 ran at 0.83 with 64K-
 // element lists, 0.85 with 128K, against 0.89-0.90 with one fixed list per block.
@@ -133,6 +134,16 @@ struct Tuning {
 #endif
 #ifndef ALLOY_QUEUE_LIST_ELEMENTS_16BIT
 #define ALLOY_QUEUE_LIST_ELEMENTS_16BIT 0
+#endif
+// The elementwise formats' kernels with 16-bit parameters are bound by memory as the fp32 ones:
+// with fixed lists their SMs finished far apart (AdamW with fp32 state, flat bf16, Nsight
+// Compute at the boost clock: active cycles min / average / max 2.56M / 3.84M / 4.20M; with
+// 32K-element lists 3.96M / 4.01M / 4.04M). On the H100 (2026-11-27, thirteenth session,
+// bench/results/session13_ab_h100.txt), fixed lists -> 32K -> 128K-element lists: AdamW Fp32
+// flat bf16 0.920-0.922 -> 0.949-0.955 -> 0.934-0.937 of copy, llama1b bf16 0.926-0.930 ->
+// 0.962-0.965 -> 0.947-0.948; AdamW Bf16, Sgd alike; MeZO's passes 0.507-0.520 -> 0.528-0.546.
+#ifndef ALLOY_QUEUE_LIST_ELEMENTS_16BIT_ELEMENTWISE
+#define ALLOY_QUEUE_LIST_ELEMENTS_16BIT_ELEMENTWISE 32768
 #endif
 // With a queue, the part (permille) of a group that the blocks' first lists hold, one list
 // each, the rest coming in lists of ALLOY_QUEUE_LIST_ELEMENTS_* (few restarts, and small lists
@@ -146,28 +157,34 @@ struct Tuning {
 #ifndef ALLOY_QUEUE_HEAD_PERMILLE_16BIT
 #define ALLOY_QUEUE_HEAD_PERMILLE_16BIT 0
 #endif
-/// Queued lists, by parameter width: elements per list (0: no queue) and the head's permille.
+/// Queued lists of a launch group, by parameter width and whether its state format is
+/// block-quantized: elements per list (0: no queue) and the head's permille.
 struct QueueShape {
   std::uint64_t list;
   unsigned head;
 };
-constexpr QueueShape queue_shape(DType param) {
-  return param == DType::f32
-             ? QueueShape{ALLOY_QUEUE_LIST_ELEMENTS_FP32, ALLOY_QUEUE_HEAD_PERMILLE_FP32}
-             : QueueShape{ALLOY_QUEUE_LIST_ELEMENTS_16BIT, ALLOY_QUEUE_HEAD_PERMILLE_16BIT};
+constexpr QueueShape queue_shape(DType param, bool block_format) {
+  if (param == DType::f32) return {ALLOY_QUEUE_LIST_ELEMENTS_FP32, ALLOY_QUEUE_HEAD_PERMILLE_FP32};
+  return {
+      block_format ? ALLOY_QUEUE_LIST_ELEMENTS_16BIT : ALLOY_QUEUE_LIST_ELEMENTS_16BIT_ELEMENTWISE,
+      ALLOY_QUEUE_HEAD_PERMILLE_16BIT};
 }
 /// Queued lists are cut on multiples of this many elements: one iteration of a 256-thread block
 /// over 16-element tiles, so that no list leaves a remainder to a staged loop's tail.
 inline constexpr std::uint64_t kQueueAlign = 4096;
-/// Whether E's step kernel walks exactly one chunk list per thread block: kinds whose launches
-/// never get a queue (queue_shape) nor more lists than blocks. Every other kernel takes a queue
-/// where the launch has one, else lists b, b + grid, ... (any number of lists).
+/// Whether E's step kernel walks exactly one chunk list per thread block: kinds that never run
+/// over a launch with a queue (queue_shape) or more lists than blocks. Block kinds run over
+/// groups of their own format only; other kinds (the zeroth-order passes among them) also over
+/// block-quantized groups. Every other kernel takes a queue where the launch has one, else lists
+/// b, b + grid, ... (any number of lists).
 template <class E>
 inline constexpr bool kOneList = false;
 template <class E>
 requires requires { typename E::Param; }
 inline constexpr bool kOneList<E> =
-    queue_shape(dtype_of<typename E::Param>::value).list == 0 && sizeof(typename E::Param) == 2;
+    dtype_of<typename E::Param>::value != DType::f32 &&
+    queue_shape(dtype_of<typename E::Param>::value, true).list == 0 &&
+    (kBlockKind<E> || queue_shape(dtype_of<typename E::Param>::value, false).list == 0);
 
 /// sm_90 (H100), chosen by bench/tune.sh on the `flat` and `llama1b` rows
 /// (bench/results/tune_sm90.txt, docs/benchmarks.md): 256 threads; tiles of 4 elements (all
@@ -1047,7 +1064,7 @@ class Cuda::Backend {
         }
       }
       // Chunk lists from a queue (queue_shape; fp32 parameters by default), else one per block.
-      const QueueShape q = queue_shape(p);
+      const QueueShape q = queue_shape(p, !Format::kElementwise);
       const bool queued = q.list != 0;
       const GroupPlan plan =
           queued ? plan_queue(entries, members, p, g, l.blocks, q.list, q.head, kQueueAlign)
