@@ -85,8 +85,9 @@ inline GroupPlan plan_group(const std::vector<TensorEntry>& entries,
 /// (permille, 0..1000) the first `blocks` lists hold about that part of the group, evenly, and
 /// the rest comes in lists of `list` elements (fewer restarts of a block's pipeline; the small
 /// lists at the end even out the blocks); with head 0 every list holds `list` elements (fewer
-/// where the group is too small to give every block one). Every cut inside a tensor falls on
-/// a multiple of `align`, and list sizes are multiples of it. At least `blocks` lists.
+/// where the group is too small to give every block one). Both sizes are multiples of `align`,
+/// and so is every cut inside a tensor: a list that closes inside a tensor holds its size to its
+/// size + align - 1 elements. At least `blocks` lists.
 inline GroupPlan plan_queue(const std::vector<TensorEntry>& entries,
                             const std::vector<std::uint32_t>& tensors, DType p, DType g,
                             unsigned blocks, std::uint64_t list, unsigned head,
