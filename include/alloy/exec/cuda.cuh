@@ -165,9 +165,9 @@ struct QueueShape {
 };
 constexpr QueueShape queue_shape(DType param, bool block_format) {
   if (param == DType::f32) return {ALLOY_QUEUE_LIST_ELEMENTS_FP32, ALLOY_QUEUE_HEAD_PERMILLE_FP32};
-  return {
-      block_format ? ALLOY_QUEUE_LIST_ELEMENTS_16BIT : ALLOY_QUEUE_LIST_ELEMENTS_16BIT_ELEMENTWISE,
-      ALLOY_QUEUE_HEAD_PERMILLE_16BIT};
+  const std::uint64_t list =
+      block_format ? ALLOY_QUEUE_LIST_ELEMENTS_16BIT : ALLOY_QUEUE_LIST_ELEMENTS_16BIT_ELEMENTWISE;
+  return {list, ALLOY_QUEUE_HEAD_PERMILLE_16BIT};
 }
 /// Queued lists are cut on multiples of this many elements: one iteration of a 256-thread block
 /// over 16-element tiles, so that no list leaves a remainder to a staged loop's tail.
