@@ -2,7 +2,7 @@
 //
 //   alloy_bench --workloads bench/workloads.json --out alloy.json
 //               [--steps 25] [--select flat,llama1b] [--dtypes fp32,bf16] [--no-zo]
-//               [--only TEXT] [--two-pass] [--stochastic]
+//               [--only TEXT] [--two-pass] [--serial] [--stochastic]
 //
 // Every row is timed as the anchors are: refill the gradients with fresh random data, sync,
 // event, step(), event, sync; the first step is reported apart (ms_first); then --steps timed
@@ -254,6 +254,9 @@ std::string g_only;
 /// --two-pass: PerBlock rows turn Options::cuda_per_block_one_pass off (rows named alloy_2pass:
 /// a statistics pass, then the update, for every sharing block).
 bool g_one_pass = true;
+/// --serial: PerBlock rows turn Options::cuda_side_stream off (every one-pass launch on the
+/// timed stream, one after another; rows named alloy_serial).
+bool g_side_stream = true;
 /// --stochastic: rows with bf16 parameters round them stochastically (Options::param_rounding;
 /// rows named alloy_sr). fp32 rows are unchanged.
 bool g_stochastic = false;
@@ -297,6 +300,8 @@ void bench_composition(const Workload& w, const typename Rule::Hyper& h, int ste
     o.no_decay = std::vector<std::string>{"norm", "ln", "bias"};  // the official mask
     o.cuda_per_block_one_pass = g_one_pass;
     if (!g_one_pass) impl = "alloy_2pass";
+    o.cuda_side_stream = g_side_stream;
+    if (!g_side_stream) impl += "_serial";
   }
   if (g_stochastic && sizeof(T) == 2) {
     o.param_rounding = alloy::Rounding::stochastic;
@@ -403,11 +408,12 @@ int main(int argc, char** argv) {
     else if (k == "--no-zo") zo = false;
     else if (k == "--only") g_only = next();
     else if (k == "--two-pass") g_one_pass = false;
+    else if (k == "--serial") g_side_stream = false;
     else if (k == "--stochastic") g_stochastic = true;
     else if (k == "--help" || k == "-h") {
       std::printf(
           "usage: alloy_bench --workloads FILE --out FILE [--steps N] [--select a,b] [--dtypes "
-          "fp32,bf16] [--no-zo] [--only TEXT] [--two-pass] [--stochastic]\n");
+          "fp32,bf16] [--no-zo] [--only TEXT] [--two-pass] [--serial] [--stochastic]\n");
       return 0;
     } else {
       std::fprintf(stderr, "unknown argument %s (try --help)\n", k.c_str());

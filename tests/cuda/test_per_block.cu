@@ -85,6 +85,55 @@ TEST_CASE("PerBlock (CUDA): blocks of 2 to 16 segments take one cluster, bit for
                                             {{0, 0, 2 + 2, 4}, true});
 }
 
+TEST_CASE(
+    "PerBlock (CUDA): one-pass launches on the side stream, eager and captured, bit for bit the "
+    "host's") {
+  // One step holds every kind of launch: one run per lane (2048-element blocks), four runs
+  // (6144), clusters (131,072 and 24,576), two passes (70001: not whole quantization blocks) and
+  // the step kernel (300 elements: below the 8-bit size threshold). With the side stream on, the
+  // cluster and four-run launches run beside the others; steps on the legacy default stream, on
+  // a non-blocking stream, and replays of a captured step all equal the host's, bit for bit, as
+  // with the side stream off.
+  const alloy::rule::AdamW::Hyper h{0.01f, 0.9f, 0.99f, 1e-3f, 0.1f, false};
+  const std::vector<std::uint64_t> sizes = {262144, 65536, 73728, 70001, 24576, 300};
+  const std::vector<std::uint64_t> blocks = {131072, 2048, 24576, 70001, 6144, 3};
+  for (bool side : {true, false})
+    for (DType dt : {DType::f32, DType::bf16}) {
+      INFO(alloy::dtype_name(dt) << " side stream " << side);
+      Options o;
+      o.cuda_side_stream = side;
+      Twins<alloy::rule::AdamW, alloy::state::Int8Blockwise<>, alloy::share::PerBlock> tw(
+          sizes, dt, dt, h, o, {}, {}, false, 5, blocks);
+      const auto n = tw.cuda->backend().one_pass_blocks();
+      CHECK(n[0] == 65536 / 2048);
+      CHECK(n[1] == 24576 / 6144);
+      CHECK(n[2] == 2 + 3);
+      CHECK(tw.cuda->backend().side_stream_ready() == side);
+      cudaStream_t s;
+      REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+      for (int k = 0; k < 2; ++k) tw.step(1e-2);     // the legacy default stream
+      for (int k = 0; k < 2; ++k) tw.step(1e-2, s);  // a non-blocking stream
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+      tw.cuda->step(s);
+      REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);  // unjoined work would fail here
+      REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+      for (int k = 0; k < 4; ++k) {
+        tw.hg.fill(tw.rng, 1e-2);
+        tw.hg.upload(s);
+        REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+        tw.host->step();
+        REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+      }
+      tw.check_equal();
+      CHECK(tw.cuda->step_count(0) == 8);
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      cudaStreamDestroy(s);
+    }
+}
+
 TEST_CASE("PerBlock (CUDA): 8-bit first moments with blocks outside the fast arithmetic's domain") {
   // Zero gradients over whole sharing blocks (their v stays 0: outside fp::Fast's domain, so the
   // tile runs again with fp::Ieee) and a huge one (v > 2^60), on the two-pass and the one-pass

@@ -31,6 +31,13 @@ struct Options {
   /// updated by one kernel in one pass over memory (bitwise the same result as the two-pass
   /// path, which reads the gradient twice; docs/policies/per_block.md). On by default.
   bool cuda_per_block_one_pass = true;
+  /// CUDA executor, share::PerBlock one-pass path: the cluster and four-run launches go to a
+  /// stream of the executor's own, forked from the caller's stream after the step's prologue
+  /// and joined back at the end of the step (work enqueued on the caller's stream afterwards
+  /// waits for them; graph capture records both), so that they run beside the step's other
+  /// launches (same results: they touch other tensors). Off: every launch on the caller's
+  /// stream, one after another. On by default.
+  bool cuda_side_stream = true;
   /// Tensors whose name contains one of these get no weight decay. Unset: none for gradient
   /// sources that read gradients (as torch), MeZO's {"bias", "layer_norm", "layernorm"} for
   /// zeroth-order ones (grad::Spsa).

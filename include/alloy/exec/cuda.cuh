@@ -1,7 +1,9 @@
 // The CUDA executor: per step, one tiny prologue launch (per-tensor step counts and scalars,
 // from hyperparameters in device memory) and one persistent, vectorized launch per
-// (parameter dtype, gradient dtype) group over all its tensors. No allocation, no host
-// synchronization, nothing copied from the host: a step can be captured in a CUDA graph.
+// (parameter dtype, gradient dtype) group over all its tensors; share::PerBlock adds its
+// one-pass launches, two of them on a side stream of the executor's own, forked from the
+// caller's stream and joined back within the step. No allocation, no host synchronization,
+// nothing copied from the host: a step can be captured in a CUDA graph.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -46,6 +48,55 @@ class DeviceGuard {
 
  private:
   int old_ = 0;
+};
+
+/// A stream of the executor's own that a step forks from the caller's stream and joins back
+/// (two events), so that launches on it may run beside those on the caller's stream. Graph
+/// capture follows the fork and the join. Created on a device by `create`, before any capture.
+class SideStream {
+ public:
+  SideStream() = default;
+  SideStream(SideStream&& o) noexcept { swap(o); }
+  SideStream& operator=(SideStream&& o) noexcept {
+    swap(o);
+    return *this;
+  }
+  ~SideStream() {
+    if (!stream_) return;
+    cudaEventDestroy(fork_);
+    cudaEventDestroy(join_);
+    cudaStreamDestroy(stream_);  // returns at once; pending work still completes
+  }
+  bool ready() const { return stream_ != nullptr; }
+  void create(int device) {
+    if (stream_) return;
+    DeviceGuard guard(device);
+    SideStream s;
+    check(cudaStreamCreateWithFlags(&s.stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaEventCreateWithFlags(&s.fork_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventCreateWithFlags(&s.join_, cudaEventDisableTiming), "cudaEventCreate");
+    swap(s);
+  }
+  /// The side stream, after it waits for everything enqueued on `s` so far.
+  cudaStream_t fork(cudaStream_t s) {
+    check(cudaEventRecord(fork_, s), "cudaEventRecord");
+    check(cudaStreamWaitEvent(stream_, fork_, 0), "cudaStreamWaitEvent");
+    return stream_;
+  }
+  /// `s` waits for everything enqueued on the side stream so far.
+  void join(cudaStream_t s) {
+    check(cudaEventRecord(join_, stream_), "cudaEventRecord");
+    check(cudaStreamWaitEvent(s, join_, 0), "cudaStreamWaitEvent");
+  }
+
+ private:
+  void swap(SideStream& o) noexcept {
+    std::swap(stream_, o.stream_);
+    std::swap(fork_, o.fork_);
+    std::swap(join_, o.join_);
+  }
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t fork_ = nullptr, join_ = nullptr;
 };
 }  // namespace cuda_detail
 
@@ -880,7 +931,7 @@ class Cuda::Backend {
   explicit Backend(const Options& o)
       : seed_(o.seed), rounding_(bf16_param_rounding(o, is_zeroth_order<Grad>())),
         blocks_override_(o.cuda_blocks), one_pass_(o.cuda_per_block_one_pass),
-        alloc_(o.allocator ? o.allocator : default_allocator()) {}
+        side_stream_(o.cuda_side_stream), alloc_(o.allocator ? o.allocator : default_allocator()) {}
 
   /// share::PerBlock, one-pass path: the runs of 8 elements per lane (K) with which one thread
   /// block reduces and updates a tensor's sharing blocks in one pass: 1 for blocks of at most
@@ -1076,6 +1127,7 @@ class Cuda::Backend {
         l.queue = detail::Buffer(alloc_, 2 * sizeof(std::uint32_t), dev);
         ALLOY_CUDA_CHECK(cudaMemset(l.queue.get(), 0, l.queue.bytes()));
       }
+      if (side_stream_ && (l.one_pass[1].total || l.one_pass[2].total)) side_.create(device_);
       next.launches.push_back(std::move(l));
     }
     ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
@@ -1160,26 +1212,28 @@ class Cuda::Backend {
                                    tables_.format_tables.get(),
                                    l.queue.template as<std::uint32_t>(),
                                    l.workers};
-        step_kernel<E, Scalars, tune.threads, tune.unroll>
-            <<<l.blocks, tune.threads,
-               step_kernel_shared_bytes<E, Scalars, tune.threads, tune.unroll>(device_), stream>>>(
-                prm);
-        ALLOY_CUDA_CHECK(cudaGetLastError());
+        const auto step_launch = [&] {
+          step_kernel<E, Scalars, tune.threads, tune.unroll>
+              <<<l.blocks, tune.threads,
+                 step_kernel_shared_bytes<E, Scalars, tune.threads, tune.unroll>(device_),
+                 stream>>>(prm);
+          ALLOY_CUDA_CHECK(cudaGetLastError());
+        };
         if constexpr (Share::kSharesSecondMoment && std::is_same_v<Args, NoArgs>) {
-          const auto one_pass_launch = [&]<int K>(const OnePass& op) {
+          const auto one_pass_launch = [&]<int K>(const OnePass& op, Stream on) {
             if (!op.total) return;
             const unsigned grid =
                 unsigned(std::min<std::uint64_t>(op.total, std::uint64_t(sms_) * 8));
-            shared_one_pass_kernel<E, Rule, K><<<grid, share::kSumLanes, 0, stream>>>(
+            shared_one_pass_kernel<E, Rule, K><<<grid, share::kSumLanes, 0, on>>>(
                 tables_.entries.template as<TensorEntry>(), op.spans.template as<SharedSpan>(),
                 op.count, op.total, tables_.scalars.template as<Scalars>(),
                 tables_.global_step.template as<std::uint32_t>(), seed_, rounding_purpose,
                 tables_.format_tables.get());
             ALLOY_CUDA_CHECK(cudaGetLastError());
           };
-          one_pass_launch.template operator()<kOnePassRuns[0]>(l.one_pass[0]);
-          one_pass_launch.template operator()<kOnePassRuns[1]>(l.one_pass[1]);
-          if (const OnePass& op = l.one_pass[2]; op.total) {
+          const auto cluster_launch = [&](Stream on) {
+            const OnePass& op = l.one_pass[2];
+            if (!op.total) return;
             cudaLaunchAttribute at{};
             at.id = cudaLaunchAttributeClusterDimension;
             at.val.clusterDim.x = op.cluster;
@@ -1188,7 +1242,7 @@ class Cuda::Backend {
             cudaLaunchConfig_t cfg{};
             cfg.gridDim = dim3(op.cluster * op.clusters);
             cfg.blockDim = dim3(share::kSumLanes);
-            cfg.stream = stream;
+            cfg.stream = on;
             cfg.attrs = &at;
             cfg.numAttrs = 1;
             ALLOY_CUDA_CHECK(cudaLaunchKernelEx(
@@ -1197,7 +1251,25 @@ class Cuda::Backend {
                 op.count, op.total, tables_.scalars.template as<Scalars>(),
                 tables_.global_step.template as<std::uint32_t>(), seed_, rounding_purpose,
                 tables_.format_tables.get()));
+          };
+          if (side_.ready() && (l.one_pass[1].total || l.one_pass[2].total)) {
+            // The cluster launch first (its clusters need whole free GPCs), then the four-run
+            // launch, on the side stream; the one-run and step launches fill the SMs they
+            // leave. The four launches touch disjoint tensors.
+            const Stream side = side_.fork(stream);
+            cluster_launch(side);
+            one_pass_launch.template operator()<kOnePassRuns[1]>(l.one_pass[1], side);
+            one_pass_launch.template operator()<kOnePassRuns[0]>(l.one_pass[0], stream);
+            step_launch();
+            side_.join(stream);
+          } else {
+            step_launch();
+            one_pass_launch.template operator()<kOnePassRuns[0]>(l.one_pass[0], stream);
+            one_pass_launch.template operator()<kOnePassRuns[1]>(l.one_pass[1], stream);
+            cluster_launch(stream);
           }
+        } else {
+          step_launch();
         }
       });
   }
@@ -1246,6 +1318,9 @@ class Cuda::Backend {
       }
     return n;
   }
+  /// share::PerBlock: whether the executor made its side stream (Options::cuda_side_stream, and
+  /// some launch group has cluster or four-run blocks; for tests).
+  bool side_stream_ready() const { return side_.ready(); }
   /// Chunk lists of each launch group, and whether its blocks take them from a queue (for tests).
   std::vector<std::pair<unsigned, bool>> chunk_lists() const {
     std::vector<std::pair<unsigned, bool>> v;
@@ -1314,6 +1389,8 @@ class Cuda::Backend {
   Rounding rounding_;
   unsigned blocks_override_;
   bool one_pass_;
+  bool side_stream_;
+  cuda_detail::SideStream side_;  // share::PerBlock: for the cluster and four-run launches
   bool cluster_ = false;  // share::PerBlock: blocks of 2..16 segments take clusters (rebuild)
   std::shared_ptr<Allocator> alloc_;
   int device_ = 0;
