@@ -91,7 +91,10 @@ struct Problem {
     std::mt19937_64 rng(seed * 1000003u + std::uint64_t(step));
     for (auto& t : g) fill_normal(t, rng, scale);
   }
-  std::string name(std::size_t i) const { return "t" + std::to_string(i); }
+  std::string name(std::size_t i) const {
+    std::string n = "t";  // not "t" + to_string(i): gcc 12 -Wrestrict false positive (PR105329)
+    return n += std::to_string(i);
+  }
 };
 
 /// Rounding words of element i of a tensor with key `key` in global step `step`, as
