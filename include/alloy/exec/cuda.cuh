@@ -1253,9 +1253,10 @@ class Cuda::Backend {
                 tables_.format_tables.get()));
           };
           if (side_.ready() && (l.one_pass[1].total || l.one_pass[2].total)) {
-            // The cluster launch first (its clusters need whole free GPCs), then the four-run
-            // launch, on the side stream; the one-run and step launches fill the SMs they
-            // leave. The four launches touch disjoint tensors.
+            // The cluster launch first (its clusters need free SMs of one GPC; per_block.md
+            // has the orders measured), then the four-run launch, on the side stream; the
+            // one-run and step launches fill the SMs they leave. The four launches touch
+            // disjoint tensors.
             const Stream side = side_.fork(stream);
             cluster_launch(side);
             one_pass_launch.template operator()<kOnePassRuns[1]>(l.one_pass[1], side);
