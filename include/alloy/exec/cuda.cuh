@@ -1222,8 +1222,13 @@ class Cuda::Backend {
         if constexpr (Share::kSharesSecondMoment && std::is_same_v<Args, NoArgs>) {
           const auto one_pass_launch = [&]<int K>(const OnePass& op, Stream on) {
             if (!op.total) return;
+            // Thread blocks per SM of the grid (each strides over the sharing blocks): 8, and
+            // 16 for the four-run launch of block-quantized first moments, whose shorter turns
+            // share the GPU better with the other launches (llama1b 8-bit m +1%, H100,
+            // bench/results/session14_ab_h100.txt call 10; Fp32 and Bf16 m not measured).
+            constexpr unsigned per_sm = K == kOnePassRuns[1] && !Format::kElementwise ? 16 : 8;
             const unsigned grid =
-                unsigned(std::min<std::uint64_t>(op.total, std::uint64_t(sms_) * 8));
+                unsigned(std::min<std::uint64_t>(op.total, std::uint64_t(sms_) * per_sm));
             shared_one_pass_kernel<E, Rule, K><<<grid, share::kSumLanes, 0, on>>>(
                 tables_.entries.template as<TensorEntry>(), op.spans.template as<SharedSpan>(),
                 op.count, op.total, tables_.scalars.template as<Scalars>(),
