@@ -4,6 +4,7 @@
 #include "twins.hpp"
 
 #include <array>
+#include <optional>
 
 namespace {
 // Blocks dividing kMixed = {1, 3, 4095, 4097, 70001, 8, 256, 1000003}: single elements, small
@@ -126,8 +127,49 @@ TEST_CASE(
         tw.host->step();
         REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
       }
+      // The last step that ran on the host side was the captured one, on a stream of the
+      // default priority: it forked the side stream made at table build.
+      CHECK(tw.cuda->backend().last_side_stream_priority() ==
+            (side ? std::optional<int>(0) : std::nullopt));
+      int steps = 8, least = 0, greatest = 0;
+      REQUIRE(cudaDeviceGetStreamPriorityRange(&least, &greatest) == cudaSuccess);
+      if (side && least - greatest >= 2) {
+        // The side stream follows the caller's priority: a step on a stream of the greatest
+        // priority forks a side stream of that priority (made at its first step); a captured
+        // step on a stream of a priority not seen before runs every launch on that stream (no
+        // stream is made during a capture). Results stay the host's.
+        cudaStream_t hi, mid;
+        REQUIRE(cudaStreamCreateWithPriority(&hi, cudaStreamNonBlocking, greatest) == cudaSuccess);
+        REQUIRE(cudaStreamCreateWithPriority(&mid, cudaStreamNonBlocking, greatest + 1) ==
+                cudaSuccess);
+        for (int k = 0; k < 2; ++k) {
+          tw.step(1e-2, hi);
+          CHECK(tw.cuda->backend().last_side_stream_priority() == std::optional<int>(greatest));
+        }
+        cudaGraph_t g2;
+        cudaGraphExec_t e2;
+        REQUIRE(cudaStreamBeginCapture(mid, cudaStreamCaptureModeGlobal) == cudaSuccess);
+        tw.cuda->step(mid);
+        REQUIRE(cudaStreamEndCapture(mid, &g2) == cudaSuccess);
+        CHECK(!tw.cuda->backend().last_side_stream_priority());
+        REQUIRE(cudaGraphInstantiate(&e2, g2, 0) == cudaSuccess);
+        for (int k = 0; k < 2; ++k) {
+          tw.hg.fill(tw.rng, 1e-2);
+          tw.hg.upload(mid);
+          REQUIRE(cudaGraphLaunch(e2, mid) == cudaSuccess);
+          tw.host->step();
+          REQUIRE(cudaStreamSynchronize(mid) == cudaSuccess);
+        }
+        tw.step(1e-2);  // the legacy default stream again: the first side stream
+        CHECK(tw.cuda->backend().last_side_stream_priority() == std::optional<int>(0));
+        steps += 5;
+        cudaGraphExecDestroy(e2);
+        cudaGraphDestroy(g2);
+        cudaStreamDestroy(mid);
+        cudaStreamDestroy(hi);
+      }
       tw.check_equal();
-      CHECK(tw.cuda->step_count(0) == 8);
+      CHECK(tw.cuda->step_count(0) == steps);
       cudaGraphExecDestroy(exec);
       cudaGraphDestroy(graph);
       cudaStreamDestroy(s);

@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -68,11 +69,15 @@ class SideStream {
     cudaStreamDestroy(stream_);  // returns at once; pending work still completes
   }
   bool ready() const { return stream_ != nullptr; }
-  void create(int device) {
+  /// The stream's priority (cudaStreamCreateWithPriority's).
+  int priority() const { return priority_; }
+  void create(int device, int priority = 0) {
     if (stream_) return;
     DeviceGuard guard(device);
     SideStream s;
-    check(cudaStreamCreateWithFlags(&s.stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaStreamCreateWithPriority(&s.stream_, cudaStreamNonBlocking, priority),
+          "cudaStreamCreateWithPriority");
+    s.priority_ = priority;
     check(cudaEventCreateWithFlags(&s.fork_, cudaEventDisableTiming), "cudaEventCreate");
     check(cudaEventCreateWithFlags(&s.join_, cudaEventDisableTiming), "cudaEventCreate");
     swap(s);
@@ -94,9 +99,11 @@ class SideStream {
     std::swap(stream_, o.stream_);
     std::swap(fork_, o.fork_);
     std::swap(join_, o.join_);
+    std::swap(priority_, o.priority_);
   }
   cudaStream_t stream_ = nullptr;
   cudaEvent_t fork_ = nullptr, join_ = nullptr;
+  int priority_ = 0;
 };
 }  // namespace cuda_detail
 
@@ -1150,6 +1157,22 @@ class Cuda::Backend {
     return st != cudaStreamCaptureStatusNone;
   }
 
+  /// share::PerBlock: the side stream for a step on `stream`, with `stream`'s priority: the one
+  /// made at table build (the default priority), or one made on the first step at another
+  /// priority. None (every launch on `stream`) without the side stream, and for a priority first
+  /// seen while `stream` is being captured: no stream is made during a capture.
+  cuda_detail::SideStream* side_for(Stream stream) {
+    if (!side_.ready()) return nullptr;
+    int priority = 0;
+    ALLOY_CUDA_CHECK(cudaStreamGetPriority(stream, &priority));
+    if (priority == side_.priority()) return &side_;
+    for (auto& s : side_others_)
+      if (s.priority() == priority) return &s;
+    if (capturing(stream)) return nullptr;
+    side_others_.emplace_back().create(device_, priority);
+    return &side_others_.back();
+  }
+
   /// Copied to the device table in stream order at the next step (a tiny launch per group).
   void set_hyper(std::size_t g, const Hyper& h) { pending_.emplace_back(g, h); }
 
@@ -1196,6 +1219,8 @@ class Cuda::Backend {
         }
       }
     }
+    cuda_detail::SideStream* const side = side_for(stream);
+    last_side_priority_.reset();
     for (const Launch& l : tables_.launches)
       dispatch_dtypes(l.param, l.grad, rounding_, [&]<class PT, class GT, Rounding PR>() {
         using E = typename Kind::template type<PT, GT, PR>;
@@ -1223,10 +1248,10 @@ class Cuda::Backend {
           const auto one_pass_launch = [&]<int K>(const OnePass& op, Stream on) {
             if (!op.total) return;
             // Thread blocks per SM of the grid (each strides over the sharing blocks): 8, and
-            // 16 for the four-run launch of block-quantized first moments, whose shorter turns
-            // share the GPU better with the other launches (llama1b 8-bit m +1%, H100,
-            // bench/results/session14_ab_h100.txt call 10; Fp32 and Bf16 m not measured).
-            constexpr unsigned per_sm = K == kOnePassRuns[1] && !Format::kElementwise ? 16 : 8;
+            // 16 for the four-run launch, whose shorter turns share the GPU better with the
+            // other launches (llama1b, H100: 8-bit m +1%, bench/results/session14_ab_h100.txt
+            // call 10; Fp32 m +0.3%, Bf16 m unchanged, session15_ab_h100.txt call 3).
+            constexpr unsigned per_sm = K == kOnePassRuns[1] ? 16 : 8;
             const unsigned grid =
                 unsigned(std::min<std::uint64_t>(op.total, std::uint64_t(sms_) * per_sm));
             shared_one_pass_kernel<E, Rule, K><<<grid, share::kSumLanes, 0, on>>>(
@@ -1257,17 +1282,18 @@ class Cuda::Backend {
                 tables_.global_step.template as<std::uint32_t>(), seed_, rounding_purpose,
                 tables_.format_tables.get()));
           };
-          if (side_.ready() && (l.one_pass[1].total || l.one_pass[2].total)) {
+          if (side && (l.one_pass[1].total || l.one_pass[2].total)) {
             // The cluster launch first (its clusters need free SMs of one GPC; per_block.md
             // has the orders measured), then the four-run launch, on the side stream; the
             // one-run and step launches fill the SMs they leave. The four launches touch
             // disjoint tensors.
-            const Stream side = side_.fork(stream);
-            cluster_launch(side);
-            one_pass_launch.template operator()<kOnePassRuns[1]>(l.one_pass[1], side);
+            const Stream on = side->fork(stream);
+            cluster_launch(on);
+            one_pass_launch.template operator()<kOnePassRuns[1]>(l.one_pass[1], on);
             one_pass_launch.template operator()<kOnePassRuns[0]>(l.one_pass[0], stream);
             step_launch();
-            side_.join(stream);
+            side->join(stream);
+            last_side_priority_ = side->priority();
           } else {
             step_launch();
             one_pass_launch.template operator()<kOnePassRuns[0]>(l.one_pass[0], stream);
@@ -1327,6 +1353,9 @@ class Cuda::Backend {
   /// share::PerBlock: whether the executor made its side stream (Options::cuda_side_stream, and
   /// some launch group has cluster or four-run blocks; for tests).
   bool side_stream_ready() const { return side_.ready(); }
+  /// share::PerBlock: the priority of the side stream the last step forked, if it forked one
+  /// (for tests).
+  std::optional<int> last_side_stream_priority() const { return last_side_priority_; }
   /// Chunk lists of each launch group, and whether its blocks take them from a queue (for tests).
   std::vector<std::pair<unsigned, bool>> chunk_lists() const {
     std::vector<std::pair<unsigned, bool>> v;
@@ -1397,6 +1426,8 @@ class Cuda::Backend {
   bool one_pass_;
   bool side_stream_;
   cuda_detail::SideStream side_;  // share::PerBlock: for the cluster and four-run launches
+  std::vector<cuda_detail::SideStream> side_others_;  // the same, at other priorities (side_for)
+  std::optional<int> last_side_priority_;
   bool cluster_ = false;  // share::PerBlock: blocks of 2..16 segments take clusters (rebuild)
   std::shared_ptr<Allocator> alloc_;
   int device_ = 0;
