@@ -24,6 +24,9 @@ c) Verdict (reported, not asserted): mean over seeds of alloy_int8's rel_l2 <= b
    slack; the per-seed count is printed too; for bf16 the same for alloy_int8_sr, reported apart
    (the verdict is alloy's default rounding). Everything goes to --out as JSON.
 
+Diagnostics (docs/policies/int8.md): --weight-decay sets every optimizer's decay, --alloy-weight-decay
+alloy's 8-bit runs' only, --grad-bias the weight of the fixed direction in the gradients.
+
 Exit code: 0 when everything ran (whatever the verdict), 2 for a missing .so / bitsandbytes / GPU.
 """
 from __future__ import annotations
@@ -152,7 +155,8 @@ def distance(ps: list[torch.Tensor], refs: list[torch.Tensor], p0s: list[torch.T
     }
 
 
-def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int, alloy_wd=None) -> dict:
+def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int, alloy_wd=None,
+             grad_bias: float = GRAD_BIAS) -> dict:
     dt, dcode = DTYPES[dtype_name]
     names = list(SHAPES)
     shapes = [SHAPES[k] for k in names]
@@ -185,7 +189,7 @@ def run_seed(lib: AlloyLib, bnb, seed: int, dtype_name: str, steps: int, alloy_w
             gg = torch.Generator(device="cuda").manual_seed(seed * 1000 + step)
             with torch.no_grad():
                 for i, s in enumerate(shapes):
-                    g = GRAD_NOISE * torch.randn(s, generator=gg, device="cuda") + GRAD_BIAS * dirs[i]
+                    g = GRAD_NOISE * torch.randn(s, generator=gg, device="cuda") + grad_bias * dirs[i]
                     g_dt = g.to(dt)
                     g32 = g_dt.float()  # the fp32 optimizers see exactly the dtype-rounded gradient
                     ref[i].grad.copy_(g32)
@@ -266,7 +270,8 @@ def aggregate(rows: list[dict]) -> dict:
 def print_table(doc: dict) -> None:
     print("\nint8 parity after {} steps, {} seeds (mean +- std over seeds; distance from torch fp32 "
           "AdamW)".format(doc["steps"], len(doc["seeds"])))
-    hdr = f"{'dtype':5s} {'impl':13s} {'rel_l2':>21s} {'mean|dp|':>21s} {'max|dp|':>21s} {'state B/param':>13s}"
+    hdr = (f"{'dtype':5s} {'impl':13s} " + " ".join(f"{m:>21s}" for m in ("mean|dp|", "max|dp|", "rel_l2"))
+           + f" {'state B/param':>13s}")  # the order of METRICS
     print(hdr)
     print("-" * len(hdr))
     nparams = doc["params"]
@@ -302,7 +307,12 @@ def main() -> int:
     ap.add_argument("--out", default="int8_parity.json")
     ap.add_argument("--alloy-weight-decay", type=float, default=None,
                     help="diagnostic: weight decay of alloy's 8-bit runs only (default: the same as the others)")
+    ap.add_argument("--weight-decay", type=float, default=HP["weight_decay"],
+                    help=f"weight decay of every optimizer (default {HP['weight_decay']})")
+    ap.add_argument("--grad-bias", type=float, default=GRAD_BIAS,
+                    help=f"diagnostic: the fixed direction's weight in every gradient (default {GRAD_BIAS})")
     args = ap.parse_args()
+    HP["weight_decay"] = args.weight_decay
     dtypes = parse_choices(ap, args.dtypes, DTYPES, "dtype")
     check_seeds_steps(ap, args)
 
@@ -325,7 +335,7 @@ def main() -> int:
         "alloy_weight_decay": args.alloy_weight_decay,
         "shapes": SHAPES,
         "params": sum(math.prod(s) for s in SHAPES.values()),
-        "grad": f"{GRAD_NOISE} * randn + {GRAD_BIAS} * fixed_dir (randn per tensor), generator seed*1000+step",
+        "grad": f"{GRAD_NOISE} * randn + {args.grad_bias} * fixed_dir (randn per tensor), generator seed*1000+step",
         "steps": args.steps,
         "seeds": list(range(args.seeds)),
         "codebooks": check_codebooks(lib, bnb),
@@ -337,7 +347,7 @@ def main() -> int:
     for dname in dtypes:
         rows = []
         for seed in doc["seeds"]:
-            r = run_seed(lib, bnb, seed, dname, args.steps, args.alloy_weight_decay)
+            r = run_seed(lib, bnb, seed, dname, args.steps, args.alloy_weight_decay, args.grad_bias)
             rows.append(r)
             d = r["distance"]
             print(f"[int8_parity] {dname} seed {seed}: rel_l2 bnb {d['bnb_int8']['rel_l2']:.4e} "
