@@ -114,21 +114,10 @@ TEST_CASE(
       REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
       for (int k = 0; k < 2; ++k) tw.step(1e-2);     // the legacy default stream
       for (int k = 0; k < 2; ++k) tw.step(1e-2, s);  // a non-blocking stream
-      cudaGraph_t graph;
-      cudaGraphExec_t exec;
-      REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
-      tw.cuda->step(s);
-      REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);  // unjoined work would fail here
-      REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
-      for (int k = 0; k < 4; ++k) {
-        tw.hg.fill(tw.rng, 1e-2);
-        tw.hg.upload(s);
-        REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
-        tw.host->step();
-        REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
-      }
+      tw.step_captured(1e-2, s, 4);
       // The last step that ran on the host side was the captured one, on a stream of the
-      // default priority: it forked the side stream made at table build.
+      // default priority: it forked the side stream made at table build (replays run no host
+      // code).
       CHECK(tw.cuda->backend().last_side_stream_priority() ==
             (side ? std::optional<int>(0) : std::nullopt));
       int steps = 8, least = 0, greatest = 0;
@@ -146,32 +135,16 @@ TEST_CASE(
           tw.step(1e-2, hi);
           CHECK(tw.cuda->backend().last_side_stream_priority() == std::optional<int>(greatest));
         }
-        cudaGraph_t g2;
-        cudaGraphExec_t e2;
-        REQUIRE(cudaStreamBeginCapture(mid, cudaStreamCaptureModeGlobal) == cudaSuccess);
-        tw.cuda->step(mid);
-        REQUIRE(cudaStreamEndCapture(mid, &g2) == cudaSuccess);
+        tw.step_captured(1e-2, mid, 2);
         CHECK(!tw.cuda->backend().last_side_stream_priority());
-        REQUIRE(cudaGraphInstantiate(&e2, g2, 0) == cudaSuccess);
-        for (int k = 0; k < 2; ++k) {
-          tw.hg.fill(tw.rng, 1e-2);
-          tw.hg.upload(mid);
-          REQUIRE(cudaGraphLaunch(e2, mid) == cudaSuccess);
-          tw.host->step();
-          REQUIRE(cudaStreamSynchronize(mid) == cudaSuccess);
-        }
         tw.step(1e-2);  // the legacy default stream again: the first side stream
         CHECK(tw.cuda->backend().last_side_stream_priority() == std::optional<int>(0));
         steps += 5;
-        cudaGraphExecDestroy(e2);
-        cudaGraphDestroy(g2);
         cudaStreamDestroy(mid);
         cudaStreamDestroy(hi);
       }
       tw.check_equal();
       CHECK(tw.cuda->step_count(0) == steps);
-      cudaGraphExecDestroy(exec);
-      cudaGraphDestroy(graph);
       cudaStreamDestroy(s);
     }
 }

@@ -188,6 +188,25 @@ struct Twins {
     REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
     REQUIRE(cudaGetLastError() == cudaSuccess);
   }
+  /// One CUDA step captured on `s` into a graph, then `replays` replays of it, each with new
+  /// random gradients and a host step beside it.
+  void step_captured(double grad_scale, cudaStream_t s, int replays) {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    cuda->step(s);
+    REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);  // unjoined work would fail here
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+    for (int k = 0; k < replays; ++k) {
+      hg.fill(rng, grad_scale);
+      hg.upload(s);
+      REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+      host->step();
+      REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
   /// Parameters (with their gaps) and every moment equal bit for bit.
   void check_equal(bool reverse_order = false) {
     const auto dev = hp.download();

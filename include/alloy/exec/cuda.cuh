@@ -1134,7 +1134,8 @@ class Cuda::Backend {
         l.queue = detail::Buffer(alloc_, 2 * sizeof(std::uint32_t), dev);
         ALLOY_CUDA_CHECK(cudaMemset(l.queue.get(), 0, l.queue.bytes()));
       }
-      if (side_stream_ && (l.one_pass[1].total || l.one_pass[2].total)) side_.create(device_);
+      if (side_stream_ && sides_.empty() && (l.one_pass[1].total || l.one_pass[2].total))
+        sides_.emplace_back().create(device_);
       next.launches.push_back(std::move(l));
     }
     ALLOY_CUDA_CHECK(cudaDeviceSynchronize());
@@ -1160,17 +1161,17 @@ class Cuda::Backend {
   /// share::PerBlock: the side stream for a step on `stream`, with `stream`'s priority: the one
   /// made at table build (the default priority), or one made on the first step at another
   /// priority. None (every launch on `stream`) without the side stream, and for a priority first
-  /// seen while `stream` is being captured: no stream is made during a capture.
+  /// seen while `stream` is being captured: no stream is made during a capture. The pointer
+  /// lasts until the next call.
   cuda_detail::SideStream* side_for(Stream stream) {
-    if (!side_.ready()) return nullptr;
+    if (sides_.empty()) return nullptr;
     int priority = 0;
     ALLOY_CUDA_CHECK(cudaStreamGetPriority(stream, &priority));
-    if (priority == side_.priority()) return &side_;
-    for (auto& s : side_others_)
+    for (auto& s : sides_)
       if (s.priority() == priority) return &s;
     if (capturing(stream)) return nullptr;
-    side_others_.emplace_back().create(device_, priority);
-    return &side_others_.back();
+    sides_.emplace_back().create(device_, priority);
+    return &sides_.back();
   }
 
   /// Copied to the device table in stream order at the next step (a tiny launch per group).
@@ -1352,7 +1353,7 @@ class Cuda::Backend {
   }
   /// share::PerBlock: whether the executor made its side stream (Options::cuda_side_stream, and
   /// some launch group has cluster or four-run blocks; for tests).
-  bool side_stream_ready() const { return side_.ready(); }
+  bool side_stream_ready() const { return !sides_.empty(); }
   /// share::PerBlock: the priority of the side stream the last step forked, if it forked one
   /// (for tests).
   std::optional<int> last_side_stream_priority() const { return last_side_priority_; }
@@ -1425,8 +1426,10 @@ class Cuda::Backend {
   unsigned blocks_override_;
   bool one_pass_;
   bool side_stream_;
-  cuda_detail::SideStream side_;  // share::PerBlock: for the cluster and four-run launches
-  std::vector<cuda_detail::SideStream> side_others_;  // the same, at other priorities (side_for)
+  // share::PerBlock: side streams for the cluster and four-run launches, one per priority; the
+  // first (the default priority) is made at table build, so that a first step under capture has
+  // one (side_for).
+  std::vector<cuda_detail::SideStream> sides_;
   std::optional<int> last_side_priority_;
   bool cluster_ = false;  // share::PerBlock: blocks of 2..16 segments take clusters (rebuild)
   std::shared_ptr<Allocator> alloc_;
