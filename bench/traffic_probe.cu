@@ -13,12 +13,12 @@
 // Each thread owns 16-element tiles (as the 8-bit kernels' 16-bit-parameter path). Three ways
 // to move them: plain 16-byte loads, `depth` tiles in flight per thread (`probe`); staged in
 // shared memory with cp.async as the kernels do (`probe_staged`); staged with sm_90 bulk copies
-// and mbarriers (`probe_bulk`). Two layouts beside the kernels' own: both moments' codes
-// interleaved tile by tile in one array (`mv`), and parameter stores whose every instruction
-// writes 512 consecutive bytes (`coalesced p`; a lane storing its own tile writes half of each
-// 32-byte sector an instruction touches). The grid is one full wave of the kernel (optionally
-// at most `cap` blocks per SM). Prints one line per configuration and the copy bandwidth.
-// Measured: docs/policies/int8.md.
+// and mbarriers (`probe_bulk`), optionally with the stores as bulk copies too (`bulk io`). Two
+// layouts beside the kernels' own: both moments' codes interleaved tile by tile in one array
+// (`mv`), and parameter stores whose every instruction writes 512 consecutive bytes (`coalesced p`;
+// a lane storing its own tile writes half of each 32-byte sector an instruction touches). The grid
+// is one full wave of the kernel (optionally at most `cap` blocks per SM). Prints one line per
+// configuration and the copy bandwidth. Measured: docs/policies/int8.md.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -249,6 +249,40 @@ __device__ __forceinline__ void wait(std::uint64_t* bar, unsigned parity) {
   (void)parity;
 #endif
 }
+/// One bulk copy (TMA) of `bytes` from shared to global memory, in this thread's bulk group
+/// (commit, wait_read). The writes of every thread to `src` must be fenced for the async proxy
+/// (fence_async) and synchronized before.
+__device__ __forceinline__ void store(void* dst, const void* src, unsigned bytes) {
+#if PROBE_BULK
+  const auto s = static_cast<unsigned>(__cvta_generic_to_shared(src));
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(dst), "r"(s),
+               "r"(bytes)
+               : "memory");
+#else
+  (void)dst;
+  (void)src;
+  (void)bytes;
+#endif
+}
+/// Closes this thread's bulk group of stores.
+__device__ __forceinline__ void commit() {
+#if PROBE_BULK
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+#endif
+}
+/// Waits until at most N of this thread's bulk groups still read shared memory.
+template <int N>
+__device__ __forceinline__ void wait_read() {
+#if PROBE_BULK
+  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
+#endif
+}
+/// Makes this thread's shared-memory writes visible to bulk copies issued after a barrier.
+__device__ __forceinline__ void fence_async() {
+#if PROBE_BULK
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
 }  // namespace bulk
 
 /// The same traffic staged with bulk copies (TMA, sm_90): lane 0 of each warp copies its warp's
@@ -256,10 +290,14 @@ __device__ __forceinline__ void wait(std::uint64_t* bar, unsigned parity) {
 /// `Stages - 1` iterations ahead, completing on one mbarrier per warp and stage; the lanes wait
 /// on it and read their tiles from shared memory, 16-byte pieces in a lane-dependent order (no
 /// bank conflicts). The absmax (8 bytes per moment per warp, below the bulk copies' 16) load
-/// plainly. Needs elements % (32 * 16) == 0.
-template <int PBytes, int Stages, bool Tables, int Threads = kThreads>
+/// plainly. Needs elements % (32 * 16) == 0. With BulkStores (`bulk io`) the stores are bulk
+/// copies too: the lanes write the new parameter and codes over their tiles in the stage, lane 0
+/// copies the stage's three output runs to global memory as one bulk group, and a stage is
+/// fetched again once its group has been read.
+template <int PBytes, int Stages, bool Tables, int Threads = kThreads, bool BulkStores = false>
 __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, uint4* m, uint4* v,
                                                       float* am, float* av, std::uint64_t tiles) {
+  static_assert(!BulkStores || Stages >= 3, "a stage's stores drain while the next computes");
   constexpr int kPieces = 2 * PBytes + 2;  // 16-byte pieces per tile: p, g, m, v
   constexpr int kWarps = Threads / 32;
   constexpr int kTilesPerBlock = kBlock / kTile;
@@ -294,25 +332,45 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
   };
   for (int i = 0; i < Stages - 1; ++i) fetch(i);
   for (std::uint64_t i = 0; w0 + i * stride < tiles; ++i) {
-    __syncwarp();  // every lane is done with the stage the next fetch overwrites
-    fetch(i + Stages - 1);
+    if (!BulkStores) {
+      __syncwarp();  // every lane is done with the stage the next fetch overwrites
+      fetch(i + Stages - 1);
+    }
     bulk::wait(&bars[i % Stages][warp], unsigned(i / Stages) & 1u);
     const std::uint64_t t = t0 + i * stride;
-    const uint4* s = stage(i);
+    uint4* s = stage(i);
+    // Outputs go to global memory, or over the inputs in the stage (BulkStores).
+    uint4* const po = BulkStores ? s : p + (t - lane) * PBytes;
+    uint4* const mo = BulkStores ? s + 64 * PBytes : m + (t - lane);
+    uint4* const vo = BulkStores ? s + 64 * PBytes + 32 : v + (t - lane);
 #pragma unroll
     for (int k = 0; k < PBytes; ++k) {
       const int kk = k ^ int((lane >> 2) % PBytes);  // 8 lanes of a phase: 8 distinct bank groups
       const uint4 a = s[lane * PBytes + kk], b = s[32 * PBytes + lane * PBytes + kk];
-      p[t * PBytes + kk] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
+      po[lane * PBytes + kk] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
     }
     const uint4 c = s[64 * PBytes + lane], e = s[64 * PBytes + 32 + lane];
-    m[t] = make_uint4(c.x + 1, c.y, c.z, c.w);
-    v[t] = make_uint4(e.x + 1, e.y, e.z, e.w);
+    mo[lane] = make_uint4(c.x + 1, c.y, c.z, c.w);
+    vo[lane] = make_uint4(e.x + 1, e.y, e.z, e.w);
     if (t % kTilesPerBlock == 0) {
       am[t / kTilesPerBlock] = am[t / kTilesPerBlock] + 1.f;
       av[t / kTilesPerBlock] = av[t / kTilesPerBlock] + 1.f + float(Tables ? tables[tx] : 0u);
     }
+    if (BulkStores) {
+      bulk::fence_async();
+      __syncwarp();
+      if (lane == 0) {
+        const std::uint64_t first = w0 + i * stride;
+        bulk::store(p + first * PBytes, po, 32 * PBytes * 16);
+        bulk::store(m + first, mo, 32 * 16);
+        bulk::store(v + first, vo, 32 * 16);
+        bulk::commit();
+        bulk::wait_read<1>();  // stage i - 1's stores have read it: it may be fetched again
+      }
+      fetch(i + Stages - 1);  // lane 0, into stage i - 1's buffer
+    }
   }
+  if (BulkStores && lane == 0) bulk::wait_read<0>();  // the buffers outlive the stores' reads
 }
 
 template <int PBytes, int Stages, int Threads = kThreads>
@@ -330,7 +388,7 @@ using Kernel = void (*)(uint4*, const uint4*, uint4*, uint4*, float*, float*, st
 /// Times `kernel` (one full wave of it with `smem` bytes of dynamic shared memory) over n elements.
 template <int PBytes>
 void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, double copy_gbs,
-         int cap = 64, int threads = kThreads) {
+         int cap = 64, int threads = kThreads, bool check = false) {
   const std::uint64_t tiles = n / kTile;
   void *p, *g, *m, *v, *am, *av;
   CK(cudaMalloc(&p, n * PBytes));
@@ -352,7 +410,9 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
   CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
   per_sm = per_sm < cap ? per_sm : cap;  // blocks per SM: the grid is one wave of them
   const unsigned grid = unsigned(sms * per_sm);
+  unsigned launches = 0;
   const auto launch = [&] {
+    ++launches;
     kernel<<<grid, threads, smem>>>(static_cast<uint4*>(p), static_cast<const uint4*>(g),
                                     static_cast<uint4*>(m), static_cast<uint4*>(v),
                                     static_cast<float*>(am), static_cast<float*>(av), tiles);
@@ -365,6 +425,13 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
   const double frac = floor_bytes / (ms * 1e-3) / 1e9 / copy_gbs;
   std::printf("params %-4s %-28s %4d blocks of %d (%d per SM)  %8.3f ms  fraction of copy %.3f\n",
               PBytes == 4 ? "fp32" : "bf16", what, grid, threads, per_sm, ms, frac);
+  if (check) {  // every launch added 1 to the first word of each code tile
+    uint4 first, last;
+    CK(cudaMemcpy(&first, m, 16, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(&last, static_cast<uint4*>(v) + tiles - 1, 16, cudaMemcpyDeviceToHost));
+    const bool ok = first.x == 0x7f7f7f7fu + launches && last.x == 0x01010101u + launches;
+    std::printf("  codes after %u launches: %s\n", launches, ok ? "as expected" : "WRONG");
+  }
   for (void* x : {p, g, m, v, am, av}) cudaFree(x);
 }
 
@@ -477,6 +544,23 @@ int main(int argc, char** argv) {
     run<2>(probe_bulk<2, 2, false>, bulk_smem<2, 2>(), "bulk 2, cap 4", n, steps, copy, 4);
     run<4>(probe_bulk<4, 4, true>, bulk_smem<4, 4>(), "bulk 4, tables", n, steps, copy);
     run<4>(probe_bulk<4, 2, true>, bulk_smem<4, 2>(), "bulk 2, tables", n, steps, copy);
+    // Loads and stores as bulk copies (each row checks the codes it wrote).
+    run<2>(probe_bulk<2, 4, true, kThreads, true>, bulk_smem<2, 4>(), "bulk io 4, tables, cap 1", n,
+           steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 6, true, kThreads, true>, bulk_smem<2, 6>(), "bulk io 6, tables, cap 1", n,
+           steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 8, true, kThreads, true>, bulk_smem<2, 8>(), "bulk io 8, tables, cap 1", n,
+           steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, true>, bulk_smem<2, 4>(), "bulk io 4, tables", n, steps,
+           copy, 64, kThreads, true);
+    run<2>(probe_bulk<2, 3, true, kThreads, true>, bulk_smem<2, 3>(), "bulk io 3, tables", n, steps,
+           copy, 64, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, 128, true>, bulk_smem<2, 4, 128>(), "bulk io 4, tables", n, steps,
+           copy, 64, 128, true);
+    run<4>(probe_bulk<4, 4, true, kThreads, true>, bulk_smem<4, 4>(), "bulk io 4, tables, cap 1", n,
+           steps, copy, 1, kThreads, true);
+    run<4>(probe_bulk<4, 3, true, kThreads, true>, bulk_smem<4, 3>(), "bulk io 3, tables", n, steps,
+           copy, 64, kThreads, true);
   }
   return 0;
 }
