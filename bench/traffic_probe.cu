@@ -309,9 +309,7 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0)
     for (int s = 0; s < Stages; ++s) bulk::init(&bars[s][warp]);
-#if PROBE_BULK
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-#endif
+  bulk::fence_async();  // the barriers' initialization, before any bulk copy completes on them
   __syncwarp();
   const std::uint64_t stride = std::uint64_t(gridDim.x) * Threads;
   const std::uint64_t t0 = blockIdx.x * std::uint64_t(Threads) + threadIdx.x;
