@@ -195,13 +195,14 @@ namespace bulk {
 #else
 #define PROBE_BULK 1
 #endif
-/// The mbarrier at `bar` (shared memory) expects one arrival.
-__device__ __forceinline__ void init(std::uint64_t* bar) {
+/// The mbarrier at `bar` (shared memory) expects `arrivals` arrivals per phase.
+__device__ __forceinline__ void init(std::uint64_t* bar, unsigned arrivals = 1) {
 #if PROBE_BULK
   const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(b) : "memory");
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(b), "r"(arrivals) : "memory");
 #else
   (void)bar;
+  (void)arrivals;
   __trap();
 #endif
 }
@@ -232,6 +233,16 @@ __device__ __forceinline__ void copy(void* dst, const void* src, unsigned bytes,
   (void)dst;
   (void)src;
   (void)bytes;
+  (void)bar;
+#endif
+}
+/// Arrives on `bar` once this thread's earlier cp.async copies have completed (the arrival the
+/// barrier's count includes for them: `.noinc`).
+__device__ __forceinline__ void arrive_copies(std::uint64_t* bar) {
+#if PROBE_BULK
+  const auto b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(b) : "memory");
+#else
   (void)bar;
 #endif
 }
@@ -289,12 +300,15 @@ __device__ __forceinline__ void fence_async() {
 /// next 32 tiles of each array (parameter, gradient, two codes: one contiguous run each)
 /// `Stages - 1` iterations ahead, completing on one mbarrier per warp and stage; the lanes wait
 /// on it and read their tiles from shared memory, 16-byte pieces in a lane-dependent order (no
-/// bank conflicts). The absmax (8 bytes per moment per warp, below the bulk copies' 16) load
-/// plainly. Needs elements % (32 * 16) == 0. With BulkStores (`bulk io`) the stores are bulk
-/// copies too: the lanes write the new parameter and codes over their tiles in the stage, lane 0
-/// copies the stage's three output runs to global memory as one bulk group, and a stage is
-/// fetched again once its group has been read.
-template <int PBytes, int Stages, bool Tables, int Threads = kThreads, bool BulkStores = false>
+/// bank conflicts). The absmax (8 bytes per moment per warp, below the bulk copies' 16) is read
+/// and written back plainly, a global round trip in every iteration of the warp, or, with
+/// StagedAbsmax, staged by lane 0's cp.async copies that arrive on the same mbarrier (as the
+/// kernels stage it: each iteration then only stores it). Needs elements % (32 * 16) == 0. With
+/// BulkStores (`bulk io`) the stores are bulk copies too: the lanes write the new parameter and
+/// codes over their tiles in the stage, lane 0 copies the stage's three output runs to global
+/// memory as one bulk group, and a stage is fetched again once its group has been read.
+template <int PBytes, int Stages, bool Tables, int Threads = kThreads, bool BulkStores = false,
+          bool StagedAbsmax = false>
 __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, uint4* m, uint4* v,
                                                       float* am, float* av, std::uint64_t tiles) {
   static_assert(!BulkStores || Stages >= 3, "a stage's stores drain while the next computes");
@@ -303,12 +317,13 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
   constexpr int kTilesPerBlock = kBlock / kTile;
   extern __shared__ uint4 buf[];  // [Stages][warp][array][32 lanes x pieces]
   __shared__ std::uint64_t bars[Stages][kWarps];
+  __shared__ float2 amx[StagedAbsmax ? Stages : 1][kWarps][2];  // the warp's two blocks' absmax
   __shared__ std::uint32_t tables[Tables ? 26624 / 4 : 1];
   const unsigned tx = (threadIdx.x * 26u) % (sizeof(tables) / 4);
   if (Tables) tables[tx] = 0;
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0)
-    for (int s = 0; s < Stages; ++s) bulk::init(&bars[s][warp]);
+    for (int s = 0; s < Stages; ++s) bulk::init(&bars[s][warp], StagedAbsmax ? 2 : 1);
   bulk::fence_async();  // the barriers' initialization, before any bulk copy completes on them
   __syncwarp();
   const std::uint64_t stride = std::uint64_t(gridDim.x) * Threads;
@@ -327,6 +342,11 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
     bulk::copy(s + 32 * PBytes, g + first * PBytes, 32 * PBytes * 16, bar);
     bulk::copy(s + 64 * PBytes, m + first, 32 * 16, bar);
     bulk::copy(s + 64 * PBytes + 32, v + first, 32 * 16, bar);
+    if constexpr (StagedAbsmax) {  // the warp's 32 tiles are two blocks: 8 bytes per moment
+      async::copy<8>(&amx[i % Stages][warp][0], am + first / kTilesPerBlock);
+      async::copy<8>(&amx[i % Stages][warp][1], av + first / kTilesPerBlock);
+      bulk::arrive_copies(bar);
+    }
   };
   for (int i = 0; i < Stages - 1; ++i) fetch(i);
   for (std::uint64_t i = 0; w0 + i * stride < tiles; ++i) {
@@ -351,8 +371,17 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
     mo[lane] = make_uint4(c.x + 1, c.y, c.z, c.w);
     vo[lane] = make_uint4(e.x + 1, e.y, e.z, e.w);
     if (t % kTilesPerBlock == 0) {
-      am[t / kTilesPerBlock] = am[t / kTilesPerBlock] + 1.f;
-      av[t / kTilesPerBlock] = av[t / kTilesPerBlock] + 1.f + float(Tables ? tables[tx] : 0u);
+      float a = 0.f, b = 0.f;  // the block's absmax, lane 0 or 16
+      if constexpr (StagedAbsmax) {
+        const float2 sa = amx[i % Stages][warp][0], sv = amx[i % Stages][warp][1];
+        a = lane ? sa.y : sa.x;
+        b = lane ? sv.y : sv.x;
+      } else {
+        a = am[t / kTilesPerBlock];
+        b = av[t / kTilesPerBlock];
+      }
+      am[t / kTilesPerBlock] = a + 1.f;
+      av[t / kTilesPerBlock] = b + 1.f + float(Tables ? tables[tx] : 0u);
     }
     if (BulkStores) {
       bulk::fence_async();
@@ -423,12 +452,17 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
   const double frac = floor_bytes / (ms * 1e-3) / 1e9 / copy_gbs;
   std::printf("params %-4s %-28s %4d blocks of %d (%d per SM)  %8.3f ms  fraction of copy %.3f\n",
               PBytes == 4 ? "fp32" : "bf16", what, grid, threads, per_sm, ms, frac);
-  if (check) {  // every launch added 1 to the first word of each code tile
+  if (check) {  // every launch added 1 to the first word of each code tile and to each absmax
     uint4 first, last;
+    float a0, v1;
     CK(cudaMemcpy(&first, m, 16, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(&last, static_cast<uint4*>(v) + tiles - 1, 16, cudaMemcpyDeviceToHost));
-    const bool ok = first.x == 0x7f7f7f7fu + launches && last.x == 0x01010101u + launches;
-    std::printf("  codes after %u launches: %s\n", launches, ok ? "as expected" : "WRONG");
+    CK(cudaMemcpy(&a0, am, 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(&v1, static_cast<float*>(av) + n / kBlock - 1, 4, cudaMemcpyDeviceToHost));
+    const bool ok = first.x == 0x7f7f7f7fu + launches && last.x == 0x01010101u + launches &&
+                    a0 == float(launches) && v1 == float(launches);
+    std::printf("  codes and absmax after %u launches: %s\n", launches,
+                ok ? "as expected" : "WRONG");
   }
   for (void* x : {p, g, m, v, am, av}) cudaFree(x);
 }
@@ -559,6 +593,25 @@ int main(int argc, char** argv) {
            steps, copy, 1, kThreads, true);
     run<4>(probe_bulk<4, 3, true, kThreads, true>, bulk_smem<4, 3>(), "bulk io 3, tables", n, steps,
            copy, 64, kThreads, true);
+    // The absmax staged too (cp.async arriving on the stage's mbarrier), as the kernels do.
+    run<2>(probe_bulk<2, 4, true, kThreads, false, true>, bulk_smem<2, 4>(),
+           "bulk 4, tables, absmax, cap 1", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 8, true, kThreads, false, true>, bulk_smem<2, 8>(),
+           "bulk 8, tables, absmax, cap 1", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 3, true, kThreads, false, true>, bulk_smem<2, 3>(),
+           "bulk 3, tables, absmax", n, steps, copy, 64, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, true, true>, bulk_smem<2, 4>(),
+           "bulk io 4, tables, absmax, cap 1", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 6, true, kThreads, true, true>, bulk_smem<2, 6>(),
+           "bulk io 6, tables, absmax, cap 1", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 3, true, kThreads, true, true>, bulk_smem<2, 3>(),
+           "bulk io 3, tables, absmax", n, steps, copy, 64, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, 128, true, true>, bulk_smem<2, 4, 128>(),
+           "bulk io 4, tables, absmax", n, steps, copy, 64, 128, true);
+    run<4>(probe_bulk<4, 4, true, kThreads, true, true>, bulk_smem<4, 4>(),
+           "bulk io 4, tables, absmax, cap 1", n, steps, copy, 1, kThreads, true);
+    run<4>(probe_bulk<4, 4, true, kThreads, false, true>, bulk_smem<4, 4>(),
+           "bulk 4, tables, absmax, cap 1", n, steps, copy, 1, kThreads, true);
   }
   return 0;
 }
