@@ -301,7 +301,9 @@ __device__ __forceinline__ void fence_async() {
 /// `Stages - 1` iterations ahead, completing on one mbarrier per warp and stage; the lanes wait
 /// on it and read their tiles from shared memory, 16-byte pieces in a lane-dependent order (no
 /// bank conflicts). The absmax (8 bytes per moment per warp, below the bulk copies' 16) is read
-/// and written back plainly, a global round trip in every iteration of the warp, or, with
+/// and written back plainly, both loads before both stores: one global round trip in every
+/// iteration of the warp (load, store, load, store made two, and held 8 warps per SM at 0.77-0.83
+/// of copy: docs/policies/int8.md, seventeenth session), or, with
 /// StagedAbsmax, staged by lane 0's cp.async copies that arrive on the same mbarrier (as the
 /// kernels stage it: each iteration then only stores it). Needs elements % (32 * 16) == 0. With
 /// BulkStores (`bulk io`) the stores are bulk copies too: the lanes write the new parameter and
