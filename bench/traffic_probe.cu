@@ -1,6 +1,6 @@
 // traffic_probe: the ceiling of 8-bit AdamW's memory traffic on this GPU, without its arithmetic.
 //
-//   traffic_probe [--elements 268435456] [--steps 20]
+//   traffic_probe [--elements 268435456] [--steps 20] [--match LABEL]
 //
 // Streams exactly the bytes one step of AdamW with Int8Blockwise<256> state moves (parameter
 // and gradient read, parameter written, both moments' codes read and written, one fp32 absmax
@@ -16,9 +16,12 @@
 // and mbarriers (`probe_bulk`), optionally with the stores as bulk copies too (`bulk io`). Two
 // layouts beside the kernels' own: both moments' codes interleaved tile by tile in one array
 // (`mv`), and parameter stores whose every instruction writes 512 consecutive bytes (`coalesced p`;
-// a lane storing its own tile writes half of each 32-byte sector an instruction touches). The grid
-// is one full wave of the kernel (optionally at most `cap` blocks per SM). Prints one line per
-// configuration and the copy bandwidth. Measured: docs/policies/int8.md.
+// a lane storing its own tile writes half of each 32-byte sector an instruction touches), or each
+// lane's tile in two halves so that every store instruction writes whole lines (`split`). Some
+// rows add a stand-in for the rule's arithmetic (`work R`, R rounds per element), to see how the
+// traffic fares beside computing warps. The grid is one full wave of the kernel (optionally at
+// most `cap` blocks per SM). Prints one line per configuration (--match: only those whose label
+// contains LABEL) and the copy bandwidth. Measured: docs/policies/int8.md.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -102,6 +105,58 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/// A stand-in for the rule's arithmetic, `Rounds` rounds per element (0: none): dependent float
+/// math with one reciprocal square root and one shared-memory gather per round, after two
+/// gathers that decode the element's codes (the 8-bit kernels read two codebook entries and two
+/// encoder entries per element, at lane-dependent addresses). Returns a word the caller folds
+/// into its output only under a condition false at run time, so that the work is done and the
+/// traffic unchanged.
+template <int Rounds, int PBytes>
+__device__ __forceinline__ unsigned work(const uint4 (&pp)[PBytes], const uint4 (&gg)[PBytes],
+                                         uint4 c, uint4 e, const std::uint32_t* tab) {
+  if constexpr (Rounds == 0) {
+    return 0;
+  } else {
+    const unsigned lane = threadIdx.x % 32;
+    const auto word = [](const uint4* x, int i) {
+      const uint4 v = x[i / 4];
+      return i % 4 == 0 ? v.x : i % 4 == 1 ? v.y : i % 4 == 2 ? v.z : v.w;
+    };
+    const auto value = [&](const uint4* x, int j) {  // element j as fp32
+      if constexpr (PBytes == 2)
+        return __uint_as_float(word(x, j / 2) << (16 * (1 - j % 2)) & 0xffff0000u);
+      else return __uint_as_float(word(x, j));
+    };
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < kTile; ++j) {
+      float x = value(pp, j);
+      const float gr = value(gg, j);
+      const unsigned q = (word(&c, j / 4) >> (8 * (j % 4))) & 0xffu;
+      const unsigned r = (word(&e, j / 4) >> (8 * (j % 4))) & 0xffu;
+      float m = __uint_as_float(tab[(q + 8 * lane) & 255u]);
+      float v = __uint_as_float(tab[256 + ((r + 8 * lane) & 255u)]);
+#pragma unroll
+      for (int k = 0; k < Rounds; ++k) {
+        m = fmaf(0.9f, m, 0.1f * gr);
+        v = fmaf(0.999f, v, 1e-3f * gr * gr);
+        x = fmaf(-1e-3f, m * rsqrtf(v + 1e-8f), x);
+        const unsigned idx = ((__float_as_uint(m) >> 13) + 97u * lane + 13u * unsigned(j)) & 4095u;
+        m += __uint_as_float(tab[512 + idx]);
+      }
+      acc += x + m + v;
+    }
+    return __float_as_uint(acc);
+  }
+}
+
+/// The tables of the probes with work: small positive floats.
+__device__ __forceinline__ void fill_tables(std::uint32_t* tables, unsigned words) {
+  for (unsigned i = threadIdx.x; i < words; i += blockDim.x)
+    tables[i] = __float_as_uint(1e-3f * float(i % 61) + 1e-4f);
+  __syncthreads();
+}
+
 /// The same traffic through shared memory, as the 8-bit kernels stage it: each warp copies its
 /// 32 lanes' next tiles `Stages - 1` iterations ahead with cp.async.ca, every copy instruction
 /// reading 512 consecutive bytes of one array, into piece-major buffers ([stage][piece][thread]:
@@ -111,12 +166,13 @@ __global__ void __launch_bounds__(kThreads)
 /// (their codebooks), which also sets how much is left for L1. Without `StageP` the parameter is
 /// not staged: each lane loads its tile's parameter from global memory when it computes.
 template <int PBytes, int Stages, bool Tables, bool StageP = true, bool MV = false,
-          bool CoalescedP = false>
+          bool CoalescedP = false, int Work = 0, int Split = 0>
 __global__ void __launch_bounds__(kThreads)
     probe_staged(uint4* p, const uint4* g, uint4* m, uint4* v, float* am, float* av,
                  std::uint64_t tiles) {
   const auto mi = [](std::uint64_t t) { return MV ? 2 * t : t; };
   if constexpr (MV) v = m + 1;
+  static_assert(!Work || Tables, "the work gathers from the tables");
   constexpr int kP = StageP ? PBytes : 0;   // staged pieces of the parameter
   constexpr int kPieces = kP + PBytes + 3;  // parameter, gradient, two codes, one for the absmax
   constexpr int kTilesPerBlock = kBlock / kTile;
@@ -124,7 +180,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ std::uint32_t tables[Tables ? 26624 / 4 : 1];
   // Touched at a thread-dependent index, so that the compiler keeps all of it.
   const unsigned tx = (threadIdx.x * 26u) % (sizeof(tables) / 4);
-  if (Tables) tables[tx] = 0;
+  if (Work) fill_tables(tables, sizeof(tables) / 4);
+  if (Tables) tables[tx] = 0;                    // read back by this thread only
+  const unsigned never = unsigned(tiles >> 62);  // 0 at run time, unknown to the compiler
   const unsigned lane = threadIdx.x % 32, warp0 = threadIdx.x - lane;
   const std::uint64_t stride = std::uint64_t(gridDim.x) * kThreads;
   const std::uint64_t t0 = blockIdx.x * std::uint64_t(kThreads) + threadIdx.x;
@@ -167,17 +225,43 @@ __global__ void __launch_bounds__(kThreads)
     __syncwarp();
     const std::uint64_t t = t0 + i * stride;
     if (t >= tiles) continue;
+    uint4 a[PBytes], b[PBytes];
 #pragma unroll
     for (int k = 0; k < PBytes; ++k) {
-      const uint4 a = StageP ? *slot(i, k, lane) : p[t * PBytes + k], b = *slot(i, kP + k, lane);
-      // CoalescedP: each store instruction writes 512 consecutive bytes (the warp's tiles'
-      // pieces in order; a traffic pattern only, the values land in other lanes' places).
-      p[CoalescedP ? (t - lane) * PBytes + 32 * k + lane : t * PBytes + k] =
-          make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
+      a[k] = StageP ? *slot(i, k, lane) : p[t * PBytes + k];
+      b[k] = *slot(i, kP + k, lane);
     }
     const uint4 c = *slot(i, kP + PBytes, lane), e = *slot(i, kP + PBytes + 1, lane);
-    m[mi(t)] = make_uint4(c.x + 1, c.y, c.z, c.w);
-    v[mi(t)] = make_uint4(e.x + 1, e.y, e.z, e.w);
+    const unsigned w = work<Work, PBytes>(a, b, c, e, tables) & never;
+    if constexpr (Split) {
+      // Each lane's tile as two runs of 8 elements, inside a group of Split lanes owning 16 x
+      // Split consecutive elements (lane j of the group: elements 8j.. and 8 (Split + j)..): a
+      // store instruction then writes 16 x Split bytes of the parameter (16-byte pieces) or
+      // 8 x Split of each code array (8-byte pieces) in one run: whole 32-byte sectors from
+      // Split = 4, whole 128-byte lines from 16. A traffic pattern only (the values land in
+      // other lanes' places).
+      static_assert(PBytes == 2 && !MV && !CoalescedP && 32 % Split == 0);
+      const unsigned grp = lane / Split, j = lane % Split;
+      uint4* const pw = p + (t - lane) * PBytes + 2 * Split * grp + j;
+      pw[0] = make_uint4(a[0].x ^ b[0].x ^ w, a[0].y ^ b[0].y, a[0].z ^ b[0].z, a[0].w ^ b[0].w);
+      pw[Split] = make_uint4(a[1].x ^ b[1].x, a[1].y ^ b[1].y, a[1].z ^ b[1].z, a[1].w ^ b[1].w);
+      uint2* const mw = reinterpret_cast<uint2*>(m + (t - lane)) + 2 * Split * grp + j;
+      uint2* const vw = reinterpret_cast<uint2*>(v + (t - lane)) + 2 * Split * grp + j;
+      mw[0] = make_uint2(c.x + 1, c.y);
+      mw[Split] = make_uint2(c.z, c.w);
+      vw[0] = make_uint2(e.x + 1, e.y);
+      vw[Split] = make_uint2(e.z, e.w);
+    } else {
+#pragma unroll
+      for (int k = 0; k < PBytes; ++k) {
+        // CoalescedP: each store instruction writes 512 consecutive bytes (the warp's tiles'
+        // pieces in order; a traffic pattern only, the values land in other lanes' places).
+        p[CoalescedP ? (t - lane) * PBytes + 32 * k + lane : t * PBytes + k] = make_uint4(
+            a[k].x ^ b[k].x ^ (k == 0 ? w : 0u), a[k].y ^ b[k].y, a[k].z ^ b[k].z, a[k].w ^ b[k].w);
+      }
+      m[mi(t)] = make_uint4(c.x + 1, c.y, c.z, c.w);
+      v[mi(t)] = make_uint4(e.x + 1, e.y, e.z, e.w);
+    }
     if (t % kTilesPerBlock == 0) {
       const float* a = reinterpret_cast<const float*>(slot(i, kP + PBytes + 2, lane));
       am[t / kTilesPerBlock] = a[0] + 1.f;
@@ -310,10 +394,11 @@ __device__ __forceinline__ void fence_async() {
 /// codes over their tiles in the stage, lane 0 copies the stage's three output runs to global
 /// memory as one bulk group, and a stage is fetched again once its group has been read.
 template <int PBytes, int Stages, bool Tables, int Threads = kThreads, bool BulkStores = false,
-          bool StagedAbsmax = false>
+          bool StagedAbsmax = false, int Work = 0>
 __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, uint4* m, uint4* v,
                                                       float* am, float* av, std::uint64_t tiles) {
   static_assert(!BulkStores || Stages >= 3, "a stage's stores drain while the next computes");
+  static_assert(!Work || Tables, "the work gathers from the tables");
   constexpr int kPieces = 2 * PBytes + 2;  // 16-byte pieces per tile: p, g, m, v
   constexpr int kWarps = Threads / 32;
   constexpr int kTilesPerBlock = kBlock / kTile;
@@ -322,15 +407,20 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
   __shared__ float2 amx[StagedAbsmax ? Stages : 1][kWarps][2];  // the warp's two blocks' absmax
   __shared__ std::uint32_t tables[Tables ? 26624 / 4 : 1];
   const unsigned tx = (threadIdx.x * 26u) % (sizeof(tables) / 4);
-  if (Tables) tables[tx] = 0;
-  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (Work) fill_tables(tables, sizeof(tables) / 4);
+  if (Tables) tables[tx] = 0;                    // read back by this thread only
+  const unsigned never = unsigned(tiles >> 62);  // 0 at run time, unknown to the compiler
+  // The warp's index from lane 0: ptxas then knows it is the same in every lane, and the bulk
+  // copies' addresses (warp-uniform operands) need no loop over the lanes' values.
+  const unsigned lane = threadIdx.x % 32, warp = __shfl_sync(~0u, threadIdx.x / 32, 0);
   if (lane == 0)
     for (int s = 0; s < Stages; ++s) bulk::init(&bars[s][warp], StagedAbsmax ? 2 : 1);
   bulk::fence_async();  // the barriers' initialization, before any bulk copy completes on them
   __syncwarp();
   const std::uint64_t stride = std::uint64_t(gridDim.x) * Threads;
-  const std::uint64_t t0 = blockIdx.x * std::uint64_t(Threads) + threadIdx.x;
-  const std::uint64_t w0 = t0 - lane;  // the warp's first tile
+  const std::uint64_t w0 =
+      blockIdx.x * std::uint64_t(Threads) + 32 * warp;  // the warp's first tile
+  const std::uint64_t t0 = w0 + lane;
   const auto stage = [&](std::uint64_t i) {
     return buf + (int(i % Stages) * kWarps + warp) * 32 * kPieces;
   };
@@ -363,13 +453,27 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
     uint4* const po = BulkStores ? s : p + (t - lane) * PBytes;
     uint4* const mo = BulkStores ? s + 64 * PBytes : m + (t - lane);
     uint4* const vo = BulkStores ? s + 64 * PBytes + 32 : v + (t - lane);
-#pragma unroll
-    for (int k = 0; k < PBytes; ++k) {
-      const int kk = k ^ int((lane >> 2) % PBytes);  // 8 lanes of a phase: 8 distinct bank groups
-      const uint4 a = s[lane * PBytes + kk], b = s[32 * PBytes + lane * PBytes + kk];
-      po[lane * PBytes + kk] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
-    }
     const uint4 c = s[64 * PBytes + lane], e = s[64 * PBytes + 32 + lane];
+    if constexpr (Work == 0) {
+#pragma unroll
+      for (int k = 0; k < PBytes; ++k) {
+        const int kk = k ^ int((lane >> 2) % PBytes);  // 8 lanes of a phase: 8 distinct bank groups
+        const uint4 a = s[lane * PBytes + kk], b = s[32 * PBytes + lane * PBytes + kk];
+        po[lane * PBytes + kk] = make_uint4(a.x ^ b.x, a.y ^ b.y, a.z ^ b.z, a.w ^ b.w);
+      }
+    } else {  // in place (2-way bank conflicts): a lane-dependent order would index registers
+      uint4 a[PBytes], b[PBytes];
+#pragma unroll
+      for (int k = 0; k < PBytes; ++k) {
+        a[k] = s[lane * PBytes + k];
+        b[k] = s[32 * PBytes + lane * PBytes + k];
+      }
+      const unsigned w = work<Work, PBytes>(a, b, c, e, tables) & never;
+#pragma unroll
+      for (int k = 0; k < PBytes; ++k)
+        po[lane * PBytes + k] = make_uint4(a[k].x ^ b[k].x ^ (k == 0 ? w : 0u), a[k].y ^ b[k].y,
+                                           a[k].z ^ b[k].z, a[k].w ^ b[k].w);
+    }
     mo[lane] = make_uint4(c.x + 1, c.y, c.z, c.w);
     vo[lane] = make_uint4(e.x + 1, e.y, e.z, e.w);
     if (t % kTilesPerBlock == 0) {
@@ -414,10 +518,13 @@ constexpr int staged_smem() {
 
 using Kernel = void (*)(uint4*, const uint4*, uint4*, uint4*, float*, float*, std::uint64_t);
 
+std::string g_match;  // --match: run only the rows whose label contains it
+
 /// Times `kernel` (one full wave of it with `smem` bytes of dynamic shared memory) over n elements.
 template <int PBytes>
 void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, double copy_gbs,
          int cap = 64, int threads = kThreads, bool check = false) {
+  if (std::string(what).find(g_match) == std::string::npos) return;
   const std::uint64_t tiles = n / kTile;
   void *p, *g, *m, *v, *am, *av;
   CK(cudaMalloc(&p, n * PBytes));
@@ -448,6 +555,10 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
     CK(cudaGetLastError());
   };
   launch();  // warm-up
+  // The process's first row also warms the GPU up: without that pass it ran 7% slower (H100).
+  static bool warm = false;
+  for (int i = 0; !warm && i < 2 * steps; ++i) launch();
+  warm = true;
   const double ms = timing::median(timing::time_each_ms(steps, launch));
   // The floor the benchmark counts: 16 (fp32) or 10 (bf16) bytes per element, absmax not counted.
   const double floor_bytes = double(n) * (3 * PBytes + 4);
@@ -478,8 +589,10 @@ int main(int argc, char** argv) {
     const std::string k = argv[a];
     if (k == "--elements" && a + 1 < argc) n = std::strtoull(argv[++a], nullptr, 0);
     else if (k == "--steps" && a + 1 < argc) steps = std::atoi(argv[++a]);
+    else if (k == "--match" && a + 1 < argc) g_match = argv[++a];
     else {
-      std::printf("usage: traffic_probe [--elements N (multiple of 256)] [--steps S]\n");
+      std::printf(
+          "usage: traffic_probe [--elements N (multiple of 256)] [--steps S] [--match LABEL]\n");
       return k == "--help" || k == "-h" ? 0 : 2;
     }
   }
@@ -542,6 +655,37 @@ int main(int argc, char** argv) {
     run<4>(probe_staged<4, 2, true, true, false, true>, staged_smem<4, 2>(),
            "staged 2, tables, coalesced p", n, steps, copy);
     run<2>(probe_staged<2, 4, false>, staged_smem<2, 4>(), "staged 4, cap 1", n, steps, copy, 1);
+    // With a stand-in for the rule's arithmetic (`work R`: R rounds per element).
+    run<2>(probe_staged<2, 4, true, true, false, false, 0, 4>, staged_smem<2, 4>(),
+           "staged 4, tables, split 4", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 1, 4>, staged_smem<2, 4>(),
+           "staged 4, tables, split 4, work 1", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 0, 8>, staged_smem<2, 4>(),
+           "staged 4, tables, split 8", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 1, 8>, staged_smem<2, 4>(),
+           "staged 4, tables, split 8, work 1", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 0, 16>, staged_smem<2, 4>(),
+           "staged 4, tables, split 16", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 1, 16>, staged_smem<2, 4>(),
+           "staged 4, tables, split 16, work 1", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 2, 16>, staged_smem<2, 4>(),
+           "staged 4, tables, split 16, work 2", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, true, 2>, staged_smem<2, 4>(),
+           "staged 4, tables, coalesced p, work 2", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, true, 1>, staged_smem<2, 4>(),
+           "staged 4, tables, coalesced p, work 1", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 1>, staged_smem<2, 4>(),
+           "staged 4, tables, work 1", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 2>, staged_smem<2, 4>(),
+           "staged 4, tables, work 2", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 3>, staged_smem<2, 4>(),
+           "staged 4, tables, work 3", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 5>, staged_smem<2, 4>(),
+           "staged 4, tables, work 5", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, false, 7>, staged_smem<2, 4>(),
+           "staged 4, tables, work 7", n, steps, copy);
+    run<2>(probe_staged<2, 4, true, true, false, true, 5>, staged_smem<2, 4>(),
+           "staged 4, tables, coalesced p, work 5", n, steps, copy);
     run<4>(probe_staged<4, 4, true, true, true>, staged_smem<4, 4>(), "staged 4, tables, mv", n,
            steps, copy);
     run<4>(probe_staged<4, 2, true, true, true>, staged_smem<4, 2>(), "staged 2, tables, mv", n,
@@ -595,6 +739,27 @@ int main(int argc, char** argv) {
            steps, copy, 1, kThreads, true);
     run<4>(probe_bulk<4, 3, true, kThreads, true>, bulk_smem<4, 3>(), "bulk io 3, tables", n, steps,
            copy, 64, kThreads, true);
+    // With the stand-in for the rule's arithmetic (`work R`), 8 warps per SM.
+    run<2>(probe_bulk<2, 4, true, kThreads, true, false, 3>, bulk_smem<2, 4>(),
+           "bulk io 4, tables, cap 1, work 3", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, true, false, 5>, bulk_smem<2, 4>(),
+           "bulk io 4, tables, cap 1, work 5", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, true, false, 7>, bulk_smem<2, 4>(),
+           "bulk io 4, tables, cap 1, work 7", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 6, true, kThreads, true, false, 5>, bulk_smem<2, 6>(),
+           "bulk io 6, tables, cap 1, work 5", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, true, true, 1>, bulk_smem<2, 4>(),
+           "bulk io 4, tables, absmax, cap 1, work 1", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, true, true, 2>, bulk_smem<2, 4>(),
+           "bulk io 4, tables, absmax, cap 1, work 2", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, true, true, 3>, bulk_smem<2, 4>(),
+           "bulk io 4, tables, absmax, cap 1, work 3", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, true, true, 5>, bulk_smem<2, 4>(),
+           "bulk io 4, tables, absmax, cap 1, work 5", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 6, true, kThreads, true, true, 2>, bulk_smem<2, 6>(),
+           "bulk io 6, tables, absmax, cap 1, work 2", n, steps, copy, 1, kThreads, true);
+    run<2>(probe_bulk<2, 4, true, kThreads, false, false, 5>, bulk_smem<2, 4>(),
+           "bulk 4, tables, cap 1, work 5", n, steps, copy, 1, kThreads, true);
     // The absmax staged too (cp.async arriving on the stage's mbarrier), as the kernels do.
     run<2>(probe_bulk<2, 4, true, kThreads, false, true>, bulk_smem<2, 4>(),
            "bulk 4, tables, absmax, cap 1", n, steps, copy, 1, kThreads, true);
