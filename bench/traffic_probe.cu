@@ -555,7 +555,7 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
     CK(cudaGetLastError());
   };
   launch();  // warm-up
-  // The process's first row also warms the GPU up: without that pass it ran 7% slower (H100).
+  // The process's first row also warms the GPU up: without that pass it ran 7-10% slower (H100).
   static bool warm = false;
   for (int i = 0; !warm && i < 2 * steps; ++i) launch();
   warm = true;
@@ -655,7 +655,8 @@ int main(int argc, char** argv) {
     run<4>(probe_staged<4, 2, true, true, false, true>, staged_smem<4, 2>(),
            "staged 2, tables, coalesced p", n, steps, copy);
     run<2>(probe_staged<2, 4, false>, staged_smem<2, 4>(), "staged 4, cap 1", n, steps, copy, 1);
-    // With a stand-in for the rule's arithmetic (`work R`: R rounds per element).
+    // Stores in whole sectors or lines by layout (`split`), and with a stand-in for the rule's
+    // arithmetic (`work R`: R rounds per element).
     run<2>(probe_staged<2, 4, true, true, false, false, 0, 4>, staged_smem<2, 4>(),
            "staged 4, tables, split 4", n, steps, copy);
     run<2>(probe_staged<2, 4, true, true, false, false, 1, 4>, staged_smem<2, 4>(),
