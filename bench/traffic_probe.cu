@@ -150,11 +150,20 @@ __device__ __forceinline__ unsigned work(const uint4 (&pp)[PBytes], const uint4 
   }
 }
 
-/// The tables of the probes with work: small positive floats.
-__device__ __forceinline__ void fill_tables(std::uint32_t* tables, unsigned words) {
-  for (unsigned i = threadIdx.x; i < words; i += blockDim.x)
-    tables[i] = __float_as_uint(1e-3f * float(i % 61) + 1e-4f);
-  __syncthreads();
+/// Sets up a probe's stand-in for the 8-bit kernels' tables (`Words` 32-bit words of static shared
+/// memory): with work, small positive floats throughout; and word tx, which the thread reads back
+/// into its output, zero (touched at a thread-dependent index, so that the compiler keeps all of
+/// it). Returns tx.
+template <int Words, bool Tables, int Work>
+__device__ __forceinline__ unsigned prepare_tables(std::uint32_t* tables) {
+  if constexpr (Work != 0) {
+    for (unsigned i = threadIdx.x; i < Words; i += blockDim.x)
+      tables[i] = __float_as_uint(1e-3f * float(i % 61) + 1e-4f);
+    __syncthreads();
+  }
+  const unsigned tx = (threadIdx.x * 26u) % Words;
+  if (Tables) tables[tx] = 0;
+  return tx;
 }
 
 /// The same traffic through shared memory, as the 8-bit kernels stage it: each warp copies its
@@ -177,11 +186,9 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kPieces = kP + PBytes + 3;  // parameter, gradient, two codes, one for the absmax
   constexpr int kTilesPerBlock = kBlock / kTile;
   extern __shared__ uint4 buf[];  // [Stages][kPieces][kThreads]
-  __shared__ std::uint32_t tables[Tables ? 26624 / 4 : 1];
-  // Touched at a thread-dependent index, so that the compiler keeps all of it.
-  const unsigned tx = (threadIdx.x * 26u) % (sizeof(tables) / 4);
-  if (Work) fill_tables(tables, sizeof(tables) / 4);
-  if (Tables) tables[tx] = 0;                    // read back by this thread only
+  constexpr int kWords = Tables ? 26624 / 4 : 1;
+  __shared__ std::uint32_t tables[kWords];
+  const unsigned tx = prepare_tables<kWords, Tables, Work>(tables);
   const unsigned never = unsigned(tiles >> 62);  // 0 at run time, unknown to the compiler
   const unsigned lane = threadIdx.x % 32, warp0 = threadIdx.x - lane;
   const std::uint64_t stride = std::uint64_t(gridDim.x) * kThreads;
@@ -405,10 +412,9 @@ __global__ void __launch_bounds__(Threads) probe_bulk(uint4* p, const uint4* g, 
   extern __shared__ uint4 buf[];  // [Stages][warp][array][32 lanes x pieces]
   __shared__ std::uint64_t bars[Stages][kWarps];
   __shared__ float2 amx[StagedAbsmax ? Stages : 1][kWarps][2];  // the warp's two blocks' absmax
-  __shared__ std::uint32_t tables[Tables ? 26624 / 4 : 1];
-  const unsigned tx = (threadIdx.x * 26u) % (sizeof(tables) / 4);
-  if (Work) fill_tables(tables, sizeof(tables) / 4);
-  if (Tables) tables[tx] = 0;                    // read back by this thread only
+  constexpr int kWords = Tables ? 26624 / 4 : 1;
+  __shared__ std::uint32_t tables[kWords];
+  const unsigned tx = prepare_tables<kWords, Tables, Work>(tables);
   const unsigned never = unsigned(tiles >> 62);  // 0 at run time, unknown to the compiler
   // The warp's index from lane 0: ptxas then knows it is the same in every lane, and the bulk
   // copies' addresses (warp-uniform operands) need no loop over the lanes' values.
@@ -519,6 +525,7 @@ constexpr int staged_smem() {
 using Kernel = void (*)(uint4*, const uint4*, uint4*, uint4*, float*, float*, std::uint64_t);
 
 std::string g_match;  // --match: run only the rows whose label contains it
+bool g_warm = false;  // the process's first timed row has had its warm-up pass
 
 /// Times `kernel` (one full wave of it with `smem` bytes of dynamic shared memory) over n elements.
 template <int PBytes>
@@ -556,9 +563,8 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
   };
   launch();  // warm-up
   // The process's first row also warms the GPU up: without that pass it ran 7-10% slower (H100).
-  static bool warm = false;
-  for (int i = 0; !warm && i < 2 * steps; ++i) launch();
-  warm = true;
+  for (int i = 0; !g_warm && i < 2 * steps; ++i) launch();
+  g_warm = true;
   const double ms = timing::median(timing::time_each_ms(steps, launch));
   // The floor the benchmark counts: 16 (fp32) or 10 (bf16) bytes per element, absmax not counted.
   const double floor_bytes = double(n) * (3 * PBytes + 4);
@@ -578,6 +584,30 @@ void run(Kernel kernel, int smem, const char* what, std::uint64_t n, int steps, 
                 ok ? "as expected" : "WRONG");
   }
   for (void* x : {p, g, m, v, am, av}) cudaFree(x);
+}
+
+/// A row of bf16 parameters staged as the kernels (4 stages, the tables, 8 warps per SM) with a
+/// store layout and the stand-in for the arithmetic; the label says which.
+template <int Work, int Split = 0, bool CoalescedP = false>
+void staged_row(std::uint64_t n, int steps, double copy) {
+  std::string what = "staged 4, tables";
+  if (CoalescedP) what += ", coalesced p";
+  if (Split) what += ", split " + std::to_string(Split);
+  if (Work) what += ", work " + std::to_string(Work);
+  run<2>(probe_staged<2, 4, true, true, false, CoalescedP, Work, Split>, staged_smem<2, 4>(),
+         what.c_str(), n, steps, copy);
+}
+
+/// A row of bf16 parameters staged with bulk copies (loads, and stores with BulkStores), the
+/// absmax plain or staged, one 256-thread block per SM, with the stand-in for the arithmetic;
+/// the row checks the codes and absmax it wrote.
+template <int Stages, bool BulkStores, bool StagedAbsmax, int Work>
+void bulk_row(std::uint64_t n, int steps, double copy) {
+  std::string what = std::string(BulkStores ? "bulk io " : "bulk ") + std::to_string(Stages) +
+                     ", tables" + (StagedAbsmax ? ", absmax" : "") + ", cap 1";
+  if (Work) what += ", work " + std::to_string(Work);
+  run<2>(probe_bulk<2, Stages, true, kThreads, BulkStores, StagedAbsmax, Work>,
+         bulk_smem<2, Stages>(), what.c_str(), n, steps, copy, 1, kThreads, true);
 }
 
 }  // namespace
@@ -657,36 +687,21 @@ int main(int argc, char** argv) {
     run<2>(probe_staged<2, 4, false>, staged_smem<2, 4>(), "staged 4, cap 1", n, steps, copy, 1);
     // Stores in whole sectors or lines by layout (`split`), and with a stand-in for the rule's
     // arithmetic (`work R`: R rounds per element).
-    run<2>(probe_staged<2, 4, true, true, false, false, 0, 4>, staged_smem<2, 4>(),
-           "staged 4, tables, split 4", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 1, 4>, staged_smem<2, 4>(),
-           "staged 4, tables, split 4, work 1", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 0, 8>, staged_smem<2, 4>(),
-           "staged 4, tables, split 8", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 1, 8>, staged_smem<2, 4>(),
-           "staged 4, tables, split 8, work 1", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 0, 16>, staged_smem<2, 4>(),
-           "staged 4, tables, split 16", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 1, 16>, staged_smem<2, 4>(),
-           "staged 4, tables, split 16, work 1", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 2, 16>, staged_smem<2, 4>(),
-           "staged 4, tables, split 16, work 2", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, true, 2>, staged_smem<2, 4>(),
-           "staged 4, tables, coalesced p, work 2", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, true, 1>, staged_smem<2, 4>(),
-           "staged 4, tables, coalesced p, work 1", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 1>, staged_smem<2, 4>(),
-           "staged 4, tables, work 1", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 2>, staged_smem<2, 4>(),
-           "staged 4, tables, work 2", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 3>, staged_smem<2, 4>(),
-           "staged 4, tables, work 3", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 5>, staged_smem<2, 4>(),
-           "staged 4, tables, work 5", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, false, 7>, staged_smem<2, 4>(),
-           "staged 4, tables, work 7", n, steps, copy);
-    run<2>(probe_staged<2, 4, true, true, false, true, 5>, staged_smem<2, 4>(),
-           "staged 4, tables, coalesced p, work 5", n, steps, copy);
+    staged_row<0, 4>(n, steps, copy);
+    staged_row<1, 4>(n, steps, copy);
+    staged_row<0, 8>(n, steps, copy);
+    staged_row<1, 8>(n, steps, copy);
+    staged_row<0, 16>(n, steps, copy);
+    staged_row<1, 16>(n, steps, copy);
+    staged_row<2, 16>(n, steps, copy);
+    staged_row<2, 0, true>(n, steps, copy);
+    staged_row<1, 0, true>(n, steps, copy);
+    staged_row<1>(n, steps, copy);
+    staged_row<2>(n, steps, copy);
+    staged_row<3>(n, steps, copy);
+    staged_row<5>(n, steps, copy);
+    staged_row<7>(n, steps, copy);
+    staged_row<5, 0, true>(n, steps, copy);
     run<4>(probe_staged<4, 4, true, true, true>, staged_smem<4, 4>(), "staged 4, tables, mv", n,
            steps, copy);
     run<4>(probe_staged<4, 2, true, true, true>, staged_smem<4, 2>(), "staged 2, tables, mv", n,
@@ -741,26 +756,16 @@ int main(int argc, char** argv) {
     run<4>(probe_bulk<4, 3, true, kThreads, true>, bulk_smem<4, 3>(), "bulk io 3, tables", n, steps,
            copy, 64, kThreads, true);
     // With the stand-in for the rule's arithmetic (`work R`), 8 warps per SM.
-    run<2>(probe_bulk<2, 4, true, kThreads, true, false, 3>, bulk_smem<2, 4>(),
-           "bulk io 4, tables, cap 1, work 3", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 4, true, kThreads, true, false, 5>, bulk_smem<2, 4>(),
-           "bulk io 4, tables, cap 1, work 5", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 4, true, kThreads, true, false, 7>, bulk_smem<2, 4>(),
-           "bulk io 4, tables, cap 1, work 7", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 6, true, kThreads, true, false, 5>, bulk_smem<2, 6>(),
-           "bulk io 6, tables, cap 1, work 5", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 4, true, kThreads, true, true, 1>, bulk_smem<2, 4>(),
-           "bulk io 4, tables, absmax, cap 1, work 1", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 4, true, kThreads, true, true, 2>, bulk_smem<2, 4>(),
-           "bulk io 4, tables, absmax, cap 1, work 2", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 4, true, kThreads, true, true, 3>, bulk_smem<2, 4>(),
-           "bulk io 4, tables, absmax, cap 1, work 3", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 4, true, kThreads, true, true, 5>, bulk_smem<2, 4>(),
-           "bulk io 4, tables, absmax, cap 1, work 5", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 6, true, kThreads, true, true, 2>, bulk_smem<2, 6>(),
-           "bulk io 6, tables, absmax, cap 1, work 2", n, steps, copy, 1, kThreads, true);
-    run<2>(probe_bulk<2, 4, true, kThreads, false, false, 5>, bulk_smem<2, 4>(),
-           "bulk 4, tables, cap 1, work 5", n, steps, copy, 1, kThreads, true);
+    bulk_row<4, true, false, 3>(n, steps, copy);
+    bulk_row<4, true, false, 5>(n, steps, copy);
+    bulk_row<4, true, false, 7>(n, steps, copy);
+    bulk_row<6, true, false, 5>(n, steps, copy);
+    bulk_row<4, true, true, 1>(n, steps, copy);
+    bulk_row<4, true, true, 2>(n, steps, copy);
+    bulk_row<4, true, true, 3>(n, steps, copy);
+    bulk_row<4, true, true, 5>(n, steps, copy);
+    bulk_row<6, true, true, 2>(n, steps, copy);
+    bulk_row<4, false, false, 5>(n, steps, copy);
     // The absmax staged too (cp.async arriving on the stage's mbarrier), as the kernels do.
     run<2>(probe_bulk<2, 4, true, kThreads, false, true>, bulk_smem<2, 4>(),
            "bulk 4, tables, absmax, cap 1", n, steps, copy, 1, kThreads, true);
